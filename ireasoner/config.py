@@ -1,0 +1,352 @@
+"""The one configuration schema of a run.
+
+Defaults live here once (they are the spec's, `ALGORITHM.md`); YAML files in `configs/` only
+override. Loading composes files left to right, then `--set a.b=value` overrides, then validates:
+an unknown key, a wrong type or an out-of-range value raises `ConfigError` naming the key,
+before anything heavy (a model, a GPU) is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ireasoner.rewards.config import RewardConfig
+
+# The language model's projections only: naming gate/up/down alone would also match the vision
+# tower's MLPs, which vLLM cannot serve as LoRA (spec §4).
+LANGUAGE_MODEL_LORA_TARGETS = (
+    r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+)
+
+DEFAULT_SOLVER_PROMPT = (
+    "{question}\n\n"
+    "Reason about the image step by step. Write your reasoning inside <think> </think> as "
+    "numbered steps, one per line (Step 1: ..., Step 2: ...), then give only the final answer "
+    "inside <answer> </answer>."
+)
+DEFAULT_PROPOSER_PROMPT = (
+    "Look at the image and ask one challenging question that can be answered from what the "
+    "image shows, with a single short answer (a number, a word or an option letter). "
+    "Write only the question, inside <question> </question>."
+)
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class ModelConfig(Section):
+    # A hub id, a local checkpoint directory, or "tiny": the project's own tiny Qwen2.5-VL,
+    # built offline from a seed and cached (see ireasoner.model.tiny).
+    name_or_path: str = "Qwen/Qwen2.5-VL-7B-Instruct"
+    tiny_seed: int = Field(0, ge=0)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
+    gradient_checkpointing: bool = False
+    # Image pixel budget handed to the processor (Qwen2.5-VL resizes to fit it).
+    min_pixels: int = Field(3136, ge=784)
+    max_pixels: int = Field(1003520, ge=784)
+
+    @model_validator(mode="after")
+    def _pixels_ordered(self) -> ModelConfig:
+        if self.min_pixels > self.max_pixels:
+            raise ValueError("min_pixels must not exceed max_pixels")
+        return self
+
+
+class LoraConfig(Section):
+    rank: int = Field(16, ge=1, le=512)
+    alpha: float = Field(32.0, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str = LANGUAGE_MODEL_LORA_TARGETS
+
+
+class DataConfig(Section):
+    source: Literal["synthetic", "directory", "parquet", "dataset"] = "synthetic"
+    path: str | None = None
+    image_column: str = "image"
+    synthetic_count: int = Field(200, ge=1)
+    seed: int = 0
+    shuffle: bool = True
+    # Images above these are refused (decompression bombs) or skipped, with the reason recorded.
+    max_file_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    max_decoded_pixels: int = Field(100_000_000, ge=1024)
+    # Larger images are downscaled to this many pixels before they are stored or sent anywhere.
+    pixel_budget: int = Field(1_003_520, ge=784)
+
+    @model_validator(mode="after")
+    def _path_when_needed(self) -> DataConfig:
+        if self.source != "synthetic" and not self.path:
+            raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        return self
+
+
+class ProposerConfig(Section):
+    prompt: str = DEFAULT_PROPOSER_PROMPT
+    max_new_tokens: int = Field(128, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    update_every: int = Field(5, ge=1)
+    # What to do with a proposal that has no <question>: skip the image, or ask this instead.
+    on_unparsable: Literal["skip", "fallback_question"] = "fallback_question"
+    fallback_question: str = "What is the largest value shown in the image?"
+
+
+class SolverConfig(Section):
+    prompt: str = DEFAULT_SOLVER_PROMPT
+    num_rollouts: int = Field(5, ge=1, le=64)
+    max_new_tokens: int = Field(256, ge=1)
+    temperature: float = Field(1.0, ge=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+
+    @model_validator(mode="after")
+    def _prompt_has_question(self) -> SolverConfig:
+        if "{question}" not in self.prompt:
+            raise ValueError("solver.prompt must contain the placeholder {question}")
+        return self
+
+
+class OptimizationConfig(Section):
+    lr: float = Field(1e-6, gt=0, le=1)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    micro_batch_size: int = Field(5, ge=1)
+    baseline_momentum: float = Field(0.9, ge=0, lt=1)
+    # Stored and used as a spec §4 bf16-on-GPU switch: "auto" = bf16 on CUDA, fp32 on CPU.
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"
+
+
+class KLConfig(Section):
+    estimator: Literal["exact", "k3"] = "exact"
+    beta_init: float = Field(1e-3, ge=0)
+    target: float = Field(0.02, gt=0)
+    adapt_rate: float = Field(0.10, ge=0)
+    beta_min: float = Field(1e-8, ge=0)
+    beta_max: float = Field(1e2, gt=0)
+    adaptive: bool = True
+
+    @model_validator(mode="after")
+    def _bounds(self) -> KLConfig:
+        if not self.beta_min <= self.beta_max:
+            raise ValueError("kl.beta_min must not exceed kl.beta_max")
+        if self.adaptive and not self.beta_min <= self.beta_init <= self.beta_max:
+            raise ValueError("kl.beta_init must lie in [kl.beta_min, kl.beta_max]")
+        return self
+
+
+class RolloutConfig(Section):
+    engine: Literal["auto", "transformers", "vllm"] = "auto"
+    gpu_memory_utilization: float = Field(0.45, gt=0, le=1)
+    tensor_parallel_size: int = Field(1, ge=1)
+    max_model_len: int = Field(4096, ge=64)
+    max_lora_rank: int = Field(16, ge=1)
+    # Release vLLM's GPU memory around the policy update when both share one GPU.
+    sleep_during_update: bool = True
+    # Tokens a random or collapsed model must never emit (they break re-encoding).
+    suppress_special_tokens: bool = True
+    # Ends a rollout that repeats the same n-gram this many times in a row (runaway output).
+    max_repeats: int = Field(0, ge=0)
+
+
+class ScheduleConfig(Section):
+    iterations: int = Field(2500, ge=1)
+    images_per_iteration: int = Field(1, ge=1)
+    checkpoint_every: int = Field(1, ge=1)
+
+
+class EvaluationConfig(Section):
+    every: int = Field(0, ge=0)  # 0 = never during training
+    tasks: list[str] = [
+        "chartqa",
+        "mathvista_testmini",
+        "mathvision_test",
+        "mathverse_testmini",
+        "infovqa_val",
+        "ai2d",
+        "scienceqa_img",
+        "mmmu_val",
+    ]
+    backend: Literal["auto", "vllm", "transformers"] = "auto"
+    batch_size: int = Field(1, ge=1)
+    limit: int | None = Field(None, ge=1)
+    max_new_tokens: int = Field(512, ge=1)
+    # Where datasets live when the hub cannot be reached (HF datasets cache or a directory).
+    dataset_cache: str | None = None
+    include_path: str | None = None
+
+
+class StorageConfig(Section):
+    run_dir: str = "runs/default"
+    # Keep adapter checkpoints of every Nth iteration (0 = only the latest).
+    keep_checkpoints_every: int = Field(0, ge=0)
+
+
+class IVRConfig(Section):
+    group_size: int = Field(8, ge=2, le=64)
+    format_weight: float = Field(0.1, ge=0, le=1)
+    erosion_threshold: float = Field(0.5, ge=0, le=1)
+    max_rectified: int = Field(2, ge=0)
+    rectify_rounds: int = Field(3, ge=0)
+    shaping_gamma: float = Field(0.1, gt=0)
+    clip_epsilon: float = Field(0.2, gt=0, lt=1)
+    advantage_epsilon: float = Field(1e-6, gt=0)
+    labels: Literal["dataset", "pseudo"] = "pseudo"
+    critique_max_new_tokens: int = Field(128, ge=1)
+    sft_data: str | None = None
+    sft_epochs: int = Field(1, ge=1)
+
+
+class TrainerConfig(Section):
+    kind: Literal["ireasoner", "ivr_r1"] = "ireasoner"
+    seed: int = 0
+
+
+class Config(Section):
+    trainer: TrainerConfig = TrainerConfig()
+    model: ModelConfig = ModelConfig()
+    lora: LoraConfig = LoraConfig()
+    data: DataConfig = DataConfig()
+    proposer: ProposerConfig = ProposerConfig()
+    solver: SolverConfig = SolverConfig()
+    rewards: RewardConfig = RewardConfig()
+    optimization: OptimizationConfig = OptimizationConfig()
+    kl: KLConfig = KLConfig()
+    rollout: RolloutConfig = RolloutConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    storage: StorageConfig = StorageConfig()
+    ivr: IVRConfig = IVRConfig()
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> Config:
+        if self.rollout.max_lora_rank < self.lora.rank:
+            raise ValueError(
+                f"rollout.max_lora_rank ({self.rollout.max_lora_rank}) must be >= lora.rank "
+                f"({self.lora.rank}): vLLM could not load the adapter"
+            )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def fingerprint(self) -> str:
+        """A stable hash of the whole config (sorted JSON)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the offending key."""
+
+
+def load_config(paths: list[str | Path] | str | Path | None = None,
+                overrides: list[str] | None = None) -> Config:
+    """Compose YAML files left to right, apply `key.path=value` overrides, validate."""
+    if paths is None:
+        paths = []
+    elif isinstance(paths, (str, Path)):
+        paths = [paths]
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged = deep_merge(merged, read_yaml(path))
+    for item in overrides or []:
+        merged = deep_merge(merged, parse_override(item))
+    return config_from_dict(merged)
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    try:
+        return Config.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_describe(err)) from None
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections")
+    return data
+
+
+def parse_override(item: str) -> dict[str, Any]:
+    """`rewards.gamma=0.5` -> {"rewards": {"gamma": 0.5}}; the value is read as YAML."""
+    key, sep, raw = item.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override {item!r} must look like section.key=value")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as err:
+        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {err}") from None
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def diff_configs(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> dict[str, tuple]:
+    """Dotted keys whose values differ, with (old, new)."""
+    changed: dict[str, tuple] = {}
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key), new.get(key)
+        dotted = f"{prefix}{key}"
+        if isinstance(a, dict) and isinstance(b, dict):
+            changed.update(diff_configs(a, b, dotted + "."))
+        elif a != b:
+            changed[dotted] = (a, b)
+    return changed
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<config>"
+        if e["type"] == "extra_forbidden":
+            section = _section_at(e["loc"][:-1])
+            allowed = ", ".join(sorted(section.model_fields)) if section else "?"
+            lines.append(f"unknown key '{key}'; allowed here: {allowed}")
+        else:
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{key}: {e['msg']}{shown}")
+    return "invalid config:\n  " + "\n  ".join(lines)
+
+
+def _section_at(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = Config
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not isinstance(field.annotation, type) or not issubclass(
+            field.annotation, BaseModel
+        ):
+            return None
+        model = field.annotation
+    return model
