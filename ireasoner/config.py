@@ -158,7 +158,6 @@ class RolloutConfig(Section):
 class ScheduleConfig(Section):
     iterations: int = Field(2500, ge=1)
     images_per_iteration: int = Field(1, ge=1)
-    checkpoint_every: int = Field(1, ge=1)
 
 
 class EvaluationConfig(Section):
@@ -350,3 +349,27 @@ def _section_at(loc: tuple) -> type[BaseModel] | None:
             return None
         model = field.annotation
     return model
+
+
+# Keys a resumed run may change: they affect speed, bookkeeping or evaluation, never what is
+# trained (a prefix ending in "." covers a whole section).
+RESUME_NEUTRAL_KEYS = (
+    "schedule.iterations",
+    "evaluation.",
+    "storage.",
+    "rollout.gpu_memory_utilization",
+    "rollout.tensor_parallel_size",
+    "rollout.sleep_during_update",
+    "optimization.micro_batch_size",
+    "model.gradient_checkpointing",
+)
+
+
+def training_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple]:
+    """The keys whose change would make a resumed run train differently."""
+    return {
+        key: values
+        for key, values in diff_configs(old, new).items()
+        if not any(key == k or (k.endswith(".") and key.startswith(k))
+                   for k in RESUME_NEUTRAL_KEYS)
+    }

@@ -1,0 +1,151 @@
+"""How fast can a whole run's artifacts be queried? (goal: each query under 1 s)
+
+Synthesises the tables of a paper-sized run (2,500 iterations, B = 1 image, N = 5 rollouts, up
+to 8 steps each, ~250-token rollouts) with the store's own `make_table` / `write_table`, then
+times the reads the report and `ireasoner traces` do:
+
+    (a) per-iteration diagnostics over the whole run (groups + rewards tables), polars
+    (b) every step of one image across the run (questions -> steps), polars
+    (c) the same as (b) in duckdb over read_parquet('<run>/steps/*.parquet')
+    (d) format_traces of the latest iteration, and of one image across the run
+
+and prints the size of the artifacts on disk.
+
+    .venv/bin/python benchmarks/pipeline_queries.py [--iterations 2500] [--run-dir DIR]
+
+--run-dir keeps the synthetic run there (reused when it already holds one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import duckdb
+import numpy as np
+
+from ireasoner.config import Config
+from ireasoner.inspect.queries import image_steps, iteration_summary
+from ireasoner.inspect.traces import format_traces
+from storage import TABLES, RunStore
+from storage.schemas import make_table
+
+N, MAX_STEPS, IMAGES = 5, 8, 500
+WORDS = ("the bar chart shows value axis label triangle angle sum of interior degrees so we "
+         "subtract compare largest smallest equals therefore answer is").split()
+
+
+def synthesise(store: RunStore, iterations: int, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for t in range(1, iterations + 1):
+        for name, rows in _iteration_rows(rng, t).items():
+            store.write_table(name, t, make_table(name, rows))
+
+
+def _iteration_rows(rng: np.random.Generator, t: int) -> dict[str, list[dict]]:
+    image_id = f"img-{rng.integers(IMAGES):05d}"
+    key = dict(iteration=t, image_index=0)
+    question = _sentence(rng, 15) + "?"
+    answers = [str(a) if a < 4 else None for a in rng.integers(0, 5, N)]
+    in_group = [a == answers[0] and a is not None for a in answers]
+    step_counts = rng.integers(0, MAX_STEPS + 1, N)
+    rewards = rng.random((N, 3))
+    return {
+        "questions": [dict(**key, image_id=image_id, image_sha256="0" * 64, source_ref=None,
+                           prompt=_sentence(rng, 40), raw_output=f"<question>{question}</question>",
+                           question=question, parse_status="ok", proposer_logprob=-30.0,
+                           token_ids=_tokens(rng, 20), num_tokens=20, finish_reason="stop", seed=t)],
+        "rollouts": [dict(**key, rollout_index=i, image_id=image_id, seed=t * N + i,
+                          text=_sentence(rng, 200), token_ids=_tokens(rng, 256), num_tokens=256, finish_reason="stop",
+                          logprob_sum=-300.0, decode_errors=False) for i in range(N)],
+        "steps": [dict(**key, rollout_index=i, step_index=j, text=_sentence(rng, 25),
+                       similarity=float(rng.random()) if in_group[i] else None,
+                       loo_similarity=float(rng.random()) if in_group[i] else None)
+                  for i in range(N) for j in range(1, step_counts[i] + 1)],
+        "rewards": [dict(**key, rollout_index=i, image_id=image_id, parse_status="ok",
+                         answer_raw=answers[i], answer=answers[i], num_steps=int(step_counts[i]),
+                         steps_total=int(step_counts[i]), words_before_answer=150,
+                         in_group=in_group[i], r_ans=float(rewards[i, 0]),
+                         r_step=float(rewards[i, 1]), r_sol=float(rewards[i, 2]),
+                         advantage=float(rewards[i, 2]) - 0.5) for i in range(N)],
+        "groups": [dict(**key, image_id=image_id, question=question, dominant_answer=answers[0],
+                        valid_answers=sum(a is not None for a in answers),
+                        entropy=float(rng.random()), density=float(rng.random()),
+                        group_fraction=sum(in_group) / N, proposer_reward=float(rng.random()),
+                        lam=0.0, valid_positions=int(rng.integers(MAX_STEPS)),
+                        mean_steps=float(step_counts.mean()),
+                        mean_step_similarity=float(rng.random()),
+                        disagreement=list(rng.random(MAX_STEPS)))],
+        "metrics": [{**{name: float(rng.random()) for name in TABLES["metrics"].names},
+                     "iteration": t, "proposer_updated": t % 5 == 0,
+                     "disagreement": list(rng.random(MAX_STEPS))}],
+    }
+
+
+def _tokens(rng: np.random.Generator, count: int) -> list[int]:
+    return rng.integers(0, 151_000, count).tolist()
+
+
+def _sentence(rng: np.random.Generator, words: int) -> str:
+    return " ".join(rng.choice(WORDS, words))
+
+
+def duckdb_image_steps(root: Path, image_id: str) -> int:
+    return duckdb.sql(f"""
+        SELECT s.* FROM read_parquet('{root}/steps/*.parquet') s
+        JOIN (SELECT iteration, image_index FROM read_parquet('{root}/questions/*.parquet')
+              WHERE image_id = $image) q USING (iteration, image_index)
+        ORDER BY iteration, image_index, rollout_index, step_index
+    """, params={"image": image_id}).fetchall().__len__()
+
+
+def timed(label: str, query: Callable[[], object], repeats: int = 3) -> None:
+    seconds = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = query()
+        seconds.append(time.perf_counter() - start)
+    size = getattr(result, "shape", None) or len(result)
+    print(f"{label:<58} first {seconds[0]:6.3f} s  best {min(seconds):6.3f} s  -> {size}")
+
+
+def disk_usage(root: Path) -> None:
+    total_files = total_bytes = 0
+    for name in TABLES:
+        files = list((root / name).glob("*.parquet"))
+        size = sum(f.stat().st_size for f in files)
+        total_files, total_bytes = total_files + len(files), total_bytes + size
+        if files:
+            print(f"  {name:<10} {len(files):6d} files {size / 2**20:8.2f} MiB")
+    print(f"  {'total':<10} {total_files:6d} files {total_bytes / 2**20:8.2f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--iterations", type=int, default=2500)
+    parser.add_argument("--run-dir", type=Path)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        store = RunStore(args.run_dir or Path(tmp) / "run")
+        if not store.has_table("groups", args.iterations):
+            start = time.perf_counter()
+            synthesise(store.open(Config(), resume=False), args.iterations)
+            print(f"synthesised {args.iterations} iterations in "
+                  f"{time.perf_counter() - start:.1f} s")
+        image = store.read_table("questions", args.iterations)["image_id"][0].as_py()
+        print(f"artifacts on disk ({store.root}):")
+        disk_usage(store.root)
+        timed("(a) per-iteration diagnostics, polars", lambda: iteration_summary(store))
+        timed(f"(b) steps of {image} across the run, polars", lambda: image_steps(store, image))
+        timed(f"(c) steps of {image} across the run, duckdb",
+              lambda: [None] * duckdb_image_steps(store.root, image))
+        timed("(d) format_traces, latest iteration", lambda: format_traces(store).splitlines())
+        timed(f"(d) format_traces, {image} across the run",
+              lambda: format_traces(store, image_id=image).splitlines())
+
+
+if __name__ == "__main__":
+    main()

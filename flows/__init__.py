@@ -1,0 +1,1 @@
+"""Prefect flows: orchestration only. The stages they run live in ireasoner.stages."""

@@ -1,0 +1,30 @@
+"""The evaluation flow `ireasoner-evaluate`: lmms-eval on every checkpoint of a run that has not
+been evaluated yet. Served with a cron schedule as `ireasoner-evaluate/scheduled`; running it
+twice evaluates nothing twice."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_markdown_artifact
+
+from ireasoner.eval.scheduled import evaluate_pending
+from storage import RunStore
+
+
+@flow(name="ireasoner-evaluate", log_prints=True)
+def evaluate_run(run_dir: str = "runs/smoke", tasks: list[str] | None = None,
+                 include_base: bool = True) -> list[str]:
+    logger = get_run_logger()
+    store = RunStore(run_dir)
+    results = evaluate_pending(Path(run_dir), store.config(), tasks=tasks,
+                               include_base=include_base)
+    summary = [f"{r.checkpoint}: {len(r.rows)} rows, failed: {r.failed_tasks or 'none'}"
+               for r in results]
+    logger.info("evaluated %d checkpoint(s) of %s", len(results), run_dir)
+    create_markdown_artifact(
+        markdown="\n".join(["# Evaluation", *[f"- {s}" for s in summary]]) if summary
+        else f"Nothing left to evaluate in {run_dir}.",
+        key="evaluation", description=f"Scheduled evaluation of {run_dir}")
+    return summary

@@ -1,0 +1,161 @@
+"""Answer normalisation (spec §2): one canonical string per answer, so that equal answers
+written differently fall into the same group of the answer distribution.
+
+Order of the rules, each applied to what the previous left:
+1. strip whitespace, markdown bold, quotes and a trailing period;
+2. unwrap LaTeX: `\\boxed{..}` (the last one; nested braces), `$..$`, `$$..$$`, `\\(..\\)`,
+   `\\[..\\]`; `\\text{..}`-like commands keep their argument; `\\frac{a}{b}` becomes `a/b`;
+3. drop an "answer:" / "final answer:" label, lower-case;
+4. a multiple-choice answer becomes its letter (a-j) when it starts with an option marker:
+   "(B) 12 cm", "B.", "B)", "B:", "[B]", "option C", "choice C" or a lone letter;
+5. a number (optionally signed, with thousands commas, after a currency sign, before a unit in
+   `UNITS`, or after "x =") becomes its canonical decimal: "3.00" -> "3", "1,000" -> "1000",
+   "-0.50" -> "-0.5", ".5" -> "0.5", "50%" -> "50". Fractions stay as written ("1/2"): a
+   Solver writing "0.5" and one writing "1/2" agree in value but not in form, and turning
+   every ratio into a rounded decimal would merge answers that differ;
+6. otherwise inner whitespace collapses to single spaces.
+An answer that is empty after this is None (unparsable).
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+
+UNITS = frozenset({
+    "%", "percent", "°", "degree", "degrees", "deg", "°c", "°f", "cm", "mm", "m", "km", "in",
+    "inch", "inches", "ft", "feet", "foot", "meter", "meters", "metre", "metres", "kg", "g",
+    "mg", "lb", "lbs", "l", "ml", "s", "sec", "secs", "second", "seconds", "min", "mins",
+    "minute", "minutes", "h", "hr", "hrs", "hour", "hours", "day", "days", "year", "years",
+    "dollar", "dollars", "usd", "$", "€", "£", "units", "unit", "cm²", "m²", "cm^2", "m^2",
+    "km²", "sq cm", "sq m", "square units", "cm³", "m³", "cm^3", "m^3", "mph", "km/h", "m/s",
+    "\\%", "^\\circ", "^{\\circ}", "\\circ", "^∘", "∘",
+})
+_TEXT_COMMANDS = ("text", "textbf", "textit", "mathrm", "mathbf", "operatorname", "mbox")
+_WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+_STRIP_CHARS = " \t\r\n*\"'`"
+_LABEL = re.compile(r"(?:final\s{1,3})?answer(?:\s{1,3}is\b|\s{0,3}[:=])\s{0,3}", re.IGNORECASE)
+_OPTION = re.compile(
+    r"(?:\((?P<paren>[a-j])\)|\[(?P<bracket>[a-j])\]|(?:option|choice)\s{1,3}\(?(?P<word>[a-j])\b"
+    r"|(?P<marked>[a-j])(?:[.):]|$))"
+)
+_NUMBER = re.compile(
+    r"(?:[a-z]\s{0,3}=\s{0,3})?(?P<currency>\\?[$€£])?\s{0,3}"
+    r"(?P<number>[-+−]?(?:\d{1,3}(?:,\d{3})+|\d+)?(?:\.\d+)?)\s{0,3}(?P<unit>[^\d\s].{0,15})?"
+)
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalise_answer(text: str | None) -> str | None:
+    """The canonical form of an answer, or None when nothing is left (rules above)."""
+    if text is None:
+        return None
+    answer = _unwrap_latex(_strip(text))
+    answer = _strip(_LABEL.sub("", answer, count=1) if _LABEL.match(answer) else answer)
+    answer = answer.lower()
+    if not answer:
+        return None
+    return _option_letter(answer) or _canonical_number(answer) or _WHITESPACE.sub(" ", answer)
+
+
+def _strip(text: str) -> str:
+    text = text.strip(_STRIP_CHARS)
+    while text.endswith("."):
+        text = text[:-1].strip(_STRIP_CHARS)
+    return text
+
+
+def _unwrap_latex(text: str) -> str:
+    boxed = _last_command_argument(text, ("\\boxed", "\\fbox"))
+    if boxed is not None:
+        text = _strip(boxed)
+    for opening, closing in _WRAPPERS:
+        if len(text) > len(opening) + len(closing) and text.startswith(opening) \
+                and text.endswith(closing):
+            text = _strip(text[len(opening) : -len(closing)])
+            break
+    text = _replace_fractions(text)
+    for command in _TEXT_COMMANDS:
+        text = _replace_command(text, "\\" + command, lambda arg: arg)
+    return _strip(text)
+
+
+def _braced(text: str, start: int) -> int | None:
+    """Index just past the brace group opening at text[start] == "{", or None if unbalanced."""
+    depth = 0
+    for index in range(start, len(text)):
+        if text[index] == "{":
+            depth += 1
+        elif text[index] == "}":
+            depth -= 1
+            if depth == 0:
+                return index + 1
+    return None
+
+
+def _last_command_argument(text: str, commands: tuple[str, ...]) -> str | None:
+    starts = [text.rfind(command + "{") for command in commands]
+    start = max(starts)
+    if start < 0:
+        return None
+    brace = text.index("{", start)
+    end = _braced(text, brace)
+    return text[brace + 1 : end - 1] if end is not None else text[brace + 1 :]
+
+
+def _replace_command(text: str, command: str, render) -> str:
+    """Replace every `command{arg}` by render(arg), left to right, without regex recursion."""
+    out, cursor = [], 0
+    while (start := text.find(command + "{", cursor)) >= 0:
+        end = _braced(text, start + len(command))
+        if end is None:
+            break
+        out.append(text[cursor:start])
+        out.append(render(text[start + len(command) + 1 : end - 1]))
+        cursor = end
+    out.append(text[cursor:])
+    return "".join(out)
+
+
+def _replace_fractions(text: str) -> str:
+    for command in ("\\dfrac", "\\tfrac", "\\frac"):
+        while (start := text.find(command + "{")) >= 0:
+            numerator_end = _braced(text, start + len(command))
+            if numerator_end is None or text[numerator_end : numerator_end + 1] != "{":
+                break
+            denominator_end = _braced(text, numerator_end)
+            if denominator_end is None:
+                break
+            numerator = text[start + len(command) + 1 : numerator_end - 1].strip()
+            denominator = text[numerator_end + 1 : denominator_end - 1].strip()
+            text = f"{text[:start]}{numerator}/{denominator}{text[denominator_end:]}"
+    return text
+
+
+def _option_letter(answer: str) -> str | None:
+    match = _OPTION.match(answer)
+    if match is None:
+        return None
+    letter = next(group for group in match.groups() if group)
+    rest = answer[match.end() :]
+    # "b) 12" and "(b) 12 cm" carry a marker; a bare "a cat" or "b2" does not.
+    if match.group("marked") and rest and not rest[0].isspace():
+        return None
+    return letter
+
+
+def _canonical_number(answer: str) -> str | None:
+    match = _NUMBER.fullmatch(answer)
+    if match is None or not any(ch.isdigit() for ch in match.group("number")):
+        return None
+    unit = (match.group("unit") or "").strip()
+    if unit and unit not in UNITS:
+        return None
+    raw = match.group("number").replace(",", "").replace("−", "-")
+    try:
+        value = Decimal(raw)
+    except InvalidOperation:
+        return None
+    if value.is_zero():
+        return "0"
+    return format(value.normalize(), "f")

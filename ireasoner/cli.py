@@ -1,0 +1,205 @@
+"""`ireasoner` command line. Each subcommand validates its config first, then imports what it
+needs: a typo in a key fails in a second, before any model is loaded."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from ireasoner.config import ConfigError, load_config
+from storage.lock import RunLocked
+from storage.run import ConfigMismatch
+
+EXPECTED_ERRORS = (ConfigError, ConfigMismatch, RunLocked, FileExistsError, FileNotFoundError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    # Prefect otherwise tries to send telemetry, which fails (and logs) on offline machines.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args) or 0
+    except EXPECTED_ERRORS as err:
+        # Expected failures (a bad config, a refused resume, a locked or missing run) get one
+        # clear line, not a traceback. Anything else is a bug and keeps its traceback.
+        print(f"ireasoner: error: {err}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ireasoner", description=__doc__)
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    train = sub.add_parser("train", help="train (or resume) a run, in-process")
+    _config_args(train)
+    train.add_argument("--run-dir", help="run directory (default: storage.run_dir)")
+    mode = train.add_mutually_exclusive_group()
+    mode.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
+    mode.add_argument("--overwrite", action="store_true",
+                      help="delete an existing run in --run-dir first")
+    train.set_defaults(handler=_train)
+
+    check = sub.add_parser("config", help="validate and print the resolved config")
+    _config_args(check)
+    check.set_defaults(handler=_config)
+
+    rescore = sub.add_parser("rescore", help="recompute rewards of a run under another config")
+    rescore.add_argument("run")
+    rescore.add_argument("--config", action="append", default=[],
+                         help="YAML overlays applied on top of the run's own config")
+    rescore.add_argument("--set", dest="overrides", action="append", default=[])
+    rescore.add_argument("--out", required=True, help="directory of the new rewards set")
+    rescore.set_defaults(handler=_rescore)
+
+    traces = sub.add_parser("traces", help="show questions, rollouts, steps and rewards")
+    traces.add_argument("run")
+    traces.add_argument("--iteration", type=int)
+    traces.add_argument("--image")
+    traces.add_argument("--limit", type=int, help="at most this many questions")
+    traces.set_defaults(handler=_traces)
+
+    report = sub.add_parser("report", help="plots of the paper's diagnostics and an HTML page")
+    report.add_argument("run")
+    report.add_argument("--out", help="default: RUN/report")
+    report.set_defaults(handler=_report)
+
+    export = sub.add_parser("export", help="merge the Solver adapter into a full checkpoint")
+    export.add_argument("run")
+    export.add_argument("--iteration", default="latest", help="an iteration or 'latest'")
+    export.add_argument("--out", required=True)
+    export.set_defaults(handler=_export)
+
+    evaluate = sub.add_parser("evaluate", help="lmms-eval on a run's checkpoint or the base")
+    evaluate.add_argument("run")
+    evaluate.add_argument("--checkpoint", default="latest",
+                          help="an iteration, 'latest' or 'base'")
+    evaluate.add_argument("--tasks", help="comma-separated lmms-eval tasks (default: config)")
+    evaluate.add_argument("--limit", type=int)
+    evaluate.set_defaults(handler=_evaluate)
+
+    serve = sub.add_parser("serve", help="serve the Prefect deployments (needs a server)")
+    serve.add_argument("--eval-cron", default="0 * * * *",
+                       help="schedule of ireasoner-evaluate/scheduled")
+    serve.add_argument("--eval-run-dir", default="runs/smoke",
+                       help="the run ireasoner-evaluate/scheduled evaluates")
+    serve.set_defaults(handler=_serve)
+
+    data = sub.add_parser("data", help="image data tools")
+    data_sub = data.add_subparsers(required=True, metavar="ACTION")
+    synth = data_sub.add_parser("synth", help="draw labelled synthetic charts and figures")
+    synth.add_argument("--n", type=int, default=200)
+    synth.add_argument("--out", default="data/synthetic")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
+    synth.set_defaults(handler=_synth)
+
+    tiny = sub.add_parser("tiny-model", help="build (or find) the cached tiny Qwen2.5-VL")
+    tiny.add_argument("--seed", type=int, default=0)
+    tiny.set_defaults(handler=_tiny)
+    return parser
+
+
+def _config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", action="append", default=[],
+                        help="YAML file; repeat to compose (later files win)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override one key, e.g. rewards.gamma=0.5")
+
+
+def _train(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.run_dir:
+        overrides.append(f"storage.run_dir={args.run_dir}")
+    cfg = load_config(args.config, overrides)  # validated before anything heavy
+    run_dir = Path(cfg.storage.run_dir)
+    if args.overwrite and run_dir.exists():
+        shutil.rmtree(run_dir)
+    from flows.train import train
+
+    result = train(config=[str(p) for p in args.config], overrides=overrides,
+                   resume=args.resume)
+    print(f"trained {result['iterations']} iterations; artifacts in {result['run_dir']}")
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    import yaml
+
+    cfg = load_config(args.config, args.overrides)
+    print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
+    print(f"# fingerprint {cfg.fingerprint()}")
+    return 0
+
+
+def _rescore(args: argparse.Namespace) -> int:
+    from ireasoner.stages.rescore import rescore_run
+
+    print(rescore_run(Path(args.run), args.config, args.overrides, Path(args.out)))
+    return 0
+
+
+def _traces(args: argparse.Namespace) -> int:
+    from ireasoner.inspect.traces import format_traces
+    from storage import RunStore
+
+    print(format_traces(RunStore(args.run), iteration=args.iteration, image_id=args.image,
+                        limit=args.limit, width=shutil.get_terminal_size((100, 20)).columns))
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from ireasoner.inspect.report import write_report
+    from storage import RunStore
+
+    out = Path(args.out) if args.out else Path(args.run) / "report"
+    print(f"report written to {write_report(RunStore(args.run), out)}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from ireasoner.stages.checkpoints import export_checkpoint
+    from storage import RunStore
+
+    path = export_checkpoint(RunStore(args.run), args.iteration, Path(args.out))
+    print(f"merged Solver checkpoint written to {path}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from ireasoner.stages.evaluate import evaluate_run_checkpoint
+    from storage import RunStore
+
+    tasks = args.tasks.split(",") if args.tasks else None
+    print(evaluate_run_checkpoint(RunStore(args.run), args.checkpoint, tasks, args.limit))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from flows.serve import serve_deployments
+
+    serve_deployments(eval_cron=args.eval_cron, eval_run_dir=args.eval_run_dir)
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from ireasoner.data.synthetic import synth_command
+
+    width, _, height = args.size.partition("x")
+    synth_command(args.n, args.out, args.seed, (int(width), int(height)))
+    return 0
+
+
+def _tiny(args: argparse.Namespace) -> int:
+    from ireasoner.model.tiny import ensure_tiny_model
+
+    print(ensure_tiny_model(args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Reads of a run directory shared by traces, report and artifacts.
+
+Every function reads only the per-iteration files it needs, so looking at one iteration of a
+2,500-iteration run touches one file per table, not 2,500.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from storage import TABLES, RunStore
+
+
+class NotInRun(LookupError):
+    """The run, iteration or image asked for is not in the run directory."""
+
+
+def require_run(store: RunStore) -> None:
+    if not store.exists():
+        raise NotInRun(f"{store.root} is not a run directory (no manifest.json)")
+
+
+def table_iterations(store: RunStore, name: str) -> list[int]:
+    """The iterations that have a file of table `name`, ascending."""
+    folder = store.table_path(name, 0).parent
+    return sorted(int(path.stem) for path in folder.glob("*.parquet"))
+
+
+def latest_iteration(store: RunStore, name: str) -> int:
+    require_run(store)
+    iterations = table_iterations(store, name)
+    if not iterations:
+        raise NotInRun(f"{store.root} has no {name} table yet: no iteration has been scored")
+    return iterations[-1]
+
+
+def require_iteration(store: RunStore, name: str, iteration: int) -> None:
+    require_run(store)
+    if not store.has_table(name, iteration):
+        have = table_iterations(store, name)
+        span = f"{have[0]}..{have[-1]}" if have else "none"
+        raise NotInRun(f"iteration {iteration} has no {name} table in {store.root} "
+                       f"(iterations with one: {span})")
+
+
+def read_iterations(store: RunStore, name: str, iterations: list[int]) -> pl.DataFrame:
+    """Rows of table `name` for the given iterations (those without a file are left out)."""
+    paths = [str(store.table_path(name, i)) for i in sorted(set(iterations))
+             if store.has_table(name, i)]
+    if not paths:
+        return pl.from_arrow(TABLES[name].empty_table())
+    return pl.read_parquet(paths)
+
+
+def scored_rollouts(store: RunStore, iterations: list[int]) -> pl.DataFrame:
+    """The rewards rows of `iterations` with each rollout's finish reason, by rollout."""
+    finish = read_iterations(store, "rollouts", iterations).select(
+        "iteration", "image_index", "rollout_index", "finish_reason")
+    return (read_iterations(store, "rewards", iterations)
+            .join(finish, on=["iteration", "image_index", "rollout_index"], how="left")
+            .sort("iteration", "image_index", "rollout_index"))
+
+
+def image_iterations(store: RunStore, image_id: str) -> list[int]:
+    """The iterations in which `image_id` was asked about."""
+    require_run(store)
+    found = (store.scan("questions").filter(pl.col("image_id") == image_id)
+             .select("iteration").unique().collect())
+    if found.is_empty():
+        raise NotInRun(f"image {image_id!r} does not appear in {store.root}")
+    return sorted(found["iteration"].to_list())
+
+
+def iteration_summary(store: RunStore) -> pl.DataFrame:
+    """One row per scored iteration: the paper's diagnostics (Fig. 3, 5, 6), means over the
+    iteration's questions (groups table) and rollouts (rewards table)."""
+    per_group = store.scan("groups").group_by("iteration").agg(
+        pl.col("proposer_reward", "entropy", "group_fraction", "density", "lam",
+               "mean_step_similarity", "valid_positions", "mean_steps").mean())
+    per_rollout = store.scan("rewards").group_by("iteration").agg(
+        pl.col("r_ans", "r_step", "r_sol").mean(),
+        pl.col("answer").is_not_null().mean().alias("answer_rate"),
+        # |G| averaged over the iteration's questions (= group_fraction x N).
+        (pl.col("in_group").sum() / pl.col("image_index").n_unique()).alias("group_size"))
+    return per_group.join(per_rollout, on="iteration", how="full", coalesce=True) \
+        .sort("iteration").collect()
+
+
+def image_steps(store: RunStore, image_id: str) -> pl.DataFrame:
+    """Every parsed step of every rollout about `image_id`, across the run. The steps table has
+    no image id: the keys come from the questions table, then only those iterations' steps
+    files are read."""
+    require_run(store)
+    keys = (store.scan("questions").filter(pl.col("image_id") == image_id)
+            .select("iteration", "image_index").collect())
+    steps = read_iterations(store, "steps", keys["iteration"].to_list())
+    return (steps.join(keys, on=["iteration", "image_index"], how="semi")
+            .sort("iteration", "image_index", "rollout_index", "step_index"))

@@ -1,0 +1,81 @@
+"""Session fixtures shared by every test: the tiny Qwen2.5-VL (built once, cached across runs
+in $IREASONER_CACHE or ~/.cache/ireasoner), its loaded backbone, and small synthetic images."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never download
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image, ImageDraw  # noqa: E402
+
+from ireasoner.config import LoraConfig, ModelConfig  # noqa: E402
+from ireasoner.model.loading import Backbone, load_backbone  # noqa: E402
+from ireasoner.model.tiny import ensure_tiny_model  # noqa: E402
+from ireasoner.policy.adapters import ROLES, adapter_parameters, attach_adapters  # noqa: E402
+
+# The CI box has 2 cores; more threads than cores only adds contention.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+# A small pixel budget keeps the tiny model's image prompts short (a 112x112 image: 16 tokens).
+TINY_MIN_PIXELS = 56 * 56
+TINY_MAX_PIXELS = 112 * 112
+
+
+@pytest.fixture(scope="session")
+def tiny_model_path() -> Path:
+    """The format-warmed tiny checkpoint directory (read-only: copy it before changing it)."""
+    return ensure_tiny_model(seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_config(tiny_model_path: Path) -> ModelConfig:
+    return ModelConfig(
+        name_or_path=str(tiny_model_path),
+        dtype="float32",
+        device="cpu",
+        min_pixels=TINY_MIN_PIXELS,
+        max_pixels=TINY_MAX_PIXELS,
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone(tiny_model_config: ModelConfig) -> Backbone:
+    """Loaded once per session, CPU fp32, frozen. Tests that modify the model (adapters,
+    training) must load their own copy with `load_backbone(tiny_model_config)`."""
+    return load_backbone(tiny_model_config)
+
+
+@pytest.fixture
+def tiny_lora_model(tiny_model_config: ModelConfig):
+    """A fresh copy of the tiny backbone with both adapters (rank 4) whose weights are random
+    and non-zero, so that each adapter really changes the output. Eval mode (no dropout)."""
+    model = attach_adapters(load_backbone(tiny_model_config).model, LoraConfig(rank=4, alpha=8))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for role in ROLES:
+            for param in adapter_parameters(model, role):
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.05)
+    return model.eval()
+
+
+@pytest.fixture(scope="session")
+def tiny_images() -> list[Image.Image]:
+    """Three small RGB images of different sizes (different numbers of image tokens)."""
+    return [_bars_image(96, 96, [3, 7, 5]), _bars_image(112, 84, [6, 2]), _bars_image(64, 64, [4])]
+
+
+def _bars_image(width: int, height: int, values: list[int]) -> Image.Image:
+    image = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(image)
+    bar_width = width // (2 * len(values) + 1)
+    colours = ["red", "blue", "green"]
+    for index, value in enumerate(values):
+        left = bar_width * (2 * index + 1)
+        top = height - int(height * value / 10)
+        draw.rectangle([left, top, left + bar_width, height - 1], fill=colours[index % 3])
+    return image

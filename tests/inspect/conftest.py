@@ -1,0 +1,108 @@
+"""A small run directory built by hand: 3 iterations, 2 images, N = 3 rollouts.
+
+Image 0 has a dominant group of two; image 1's rollouts have no parsable answer; in the last
+iteration image 1's question is skipped. Texts are unicode; off-group similarities are null.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from ireasoner.config import Config, SolverConfig
+from storage import RunStore
+from storage.schemas import make_table
+
+N = 3
+QUESTION = "Combien de côtés a ce polygone ? 三角形 ≥ 3"
+ANSWERS = ["3", "3", "4"]
+NAN = math.nan
+
+
+def _question(t: int, k: int) -> dict:
+    skipped = t == 3 and k == 1
+    return dict(iteration=t, image_index=k, image_id=f"img-{k}", image_sha256="0" * 64,
+                source_ref=None, prompt="ask", raw_output="<q>??" if skipped else QUESTION,
+                question=None if skipped else QUESTION,
+                parse_status="skipped:no_question" if skipped else "ok",
+                proposer_logprob=-3.0, token_ids=[1, 2, 3], num_tokens=12, finish_reason="stop", seed=t * 10 + k)
+
+
+def _rollout(t: int, k: int, i: int) -> dict:
+    return dict(iteration=t, image_index=k, rollout_index=i, image_id=f"img-{k}", seed=i,
+                text="<think>Step 1: ...</think>", token_ids=[4, 5], num_tokens=40,
+                finish_reason="length" if k == 1 else "stop", logprob_sum=-20.0,
+                decode_errors=False)
+
+
+def _reward(t: int, k: int, i: int) -> dict:
+    valid = k == 0
+    in_group = valid and i < 2
+    return dict(iteration=t, image_index=k, rollout_index=i, image_id=f"img-{k}",
+                parse_status="ok" if valid else "no_answer",
+                answer_raw=ANSWERS[i] if valid else None, answer=ANSWERS[i] if valid else None,
+                num_steps=2, steps_total=2, words_before_answer=30, in_group=in_group,
+                r_ans=0.75 if in_group else (0.46 if valid else 0.0),
+                r_step=0.5 if in_group else 0.0, r_sol=0.1 * t + 0.05 * i,
+                advantage=0.1 * t - 0.2)
+
+
+def _steps(t: int, k: int, i: int) -> list[dict]:
+    in_group = k == 0 and i < 2
+    return [dict(iteration=t, image_index=k, rollout_index=i, step_index=j,
+                 text=f"Étape {j} du raisonnement: on compte les côtés → {j} (rollout {i})",
+                 similarity=0.9 - 0.1 * j if in_group else NAN,
+                 loo_similarity=(0.8 if j == 1 else NAN) if in_group else NAN)
+            for j in (1, 2)]
+
+
+def _group(t: int, k: int) -> dict:
+    valid = k == 0
+    return dict(iteration=t, image_index=k, image_id=f"img-{k}", question=QUESTION,
+                dominant_answer="3" if valid else None, valid_answers=N if valid else 0,
+                entropy=0.6365 if valid else 0.0, density=0.75 if valid else 0.0,
+                group_fraction=2 / 3 if valid else 0.0, proposer_reward=0.5 if valid else 0.0,
+                lam=0.0, valid_positions=2 if valid else 0, mean_steps=2.0,
+                mean_step_similarity=0.75 if valid else NAN,
+                disagreement=[0.2, NAN] + [NAN] * 6 if valid else [NAN] * 8)
+
+
+def _metrics(t: int) -> dict:
+    row = {name: 0.0 for name in make_table("metrics", []).schema.names}
+    row.update(iteration=t, solver_loss=0.25, solver_kl=0.01, solver_beta=1e-3,
+               proposer_updated=False, disagreement=[0.2] + [NAN] * 7, proposer_loss=NAN)
+    return row
+
+
+def build_run(root: Path, iterations: int = 3) -> RunStore:
+    store = RunStore(root).open(Config(solver=SolverConfig(num_rollouts=N)), resume=False)
+    for t in range(1, iterations + 1):
+        images = [k for k in (0, 1) if not (t == 3 and k == 1)]
+        store.write_table("questions", t, make_table("questions", [_question(t, k) for k in (0, 1)]))
+        pairs = [(k, i) for k in images for i in range(N)]
+        store.write_table("rollouts", t, make_table("rollouts", [_rollout(t, *p) for p in pairs]))
+        store.write_table("rewards", t, make_table("rewards", [_reward(t, *p) for p in pairs]))
+        store.write_table("steps", t, make_table(
+            "steps", [s for p in pairs for s in _steps(t, *p)]))
+        store.write_table("groups", t, make_table("groups", [_group(t, k) for k in images]))
+        store.write_table("metrics", t, make_table("metrics", [_metrics(t)]))
+        for stage, seconds in (("propose", 1.5), ("solve", 12.25), ("score", 0.5)):
+            store.mark_done(t, stage, {"seconds": seconds})
+    return store
+
+
+@pytest.fixture
+def run(tmp_path: Path) -> RunStore:
+    return build_run(tmp_path / "run")
+
+
+@pytest.fixture
+def one_iteration_run(tmp_path: Path) -> RunStore:
+    return build_run(tmp_path / "run1", iterations=1)
+
+
+@pytest.fixture
+def question() -> str:
+    return QUESTION
