@@ -8,6 +8,7 @@ times the reads the report and `ireasoner traces` do:
     (b) every step of one image across the run (questions -> steps), polars
     (c) the same as (b) in duckdb over read_parquet('<run>/steps/*.parquet')
     (d) format_traces of the latest iteration, and of one image across the run
+    (e) write_report: the four figures and the page over the whole run
 
 and prints the size of the artifacts on disk.
 
@@ -19,6 +20,7 @@ and prints the size of the artifacts on disk.
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from collections.abc import Callable
@@ -29,6 +31,7 @@ import numpy as np
 
 from ireasoner.config import Config
 from ireasoner.inspect.queries import image_steps, iteration_summary
+from ireasoner.inspect.report import write_report
 from ireasoner.inspect.traces import format_traces
 from storage import TABLES, RunStore
 from storage.schemas import make_table
@@ -93,23 +96,23 @@ def _sentence(rng: np.random.Generator, words: int) -> str:
     return " ".join(rng.choice(WORDS, words))
 
 
-def duckdb_image_steps(root: Path, image_id: str) -> int:
+def duckdb_image_steps(root: Path, image_id: str) -> list[tuple]:
     return duckdb.sql(f"""
         SELECT s.* FROM read_parquet('{root}/steps/*.parquet') s
         JOIN (SELECT iteration, image_index FROM read_parquet('{root}/questions/*.parquet')
               WHERE image_id = $image) q USING (iteration, image_index)
         ORDER BY iteration, image_index, rollout_index, step_index
-    """, params={"image": image_id}).fetchall().__len__()
+    """, params={"image": image_id}).fetchall()
 
 
 def timed(label: str, query: Callable[[], object], repeats: int = 3) -> None:
+    """Runs `query` `repeats` times; prints the first and best seconds and what it returned."""
     seconds = []
     for _ in range(repeats):
         start = time.perf_counter()
         result = query()
         seconds.append(time.perf_counter() - start)
-    size = getattr(result, "shape", None) or len(result)
-    print(f"{label:<58} first {seconds[0]:6.3f} s  best {min(seconds):6.3f} s  -> {size}")
+    print(f"{label:<52} first {seconds[0]:6.3f} s  best {min(seconds):6.3f} s  -> {result}")
 
 
 def disk_usage(root: Path) -> None:
@@ -138,13 +141,19 @@ def main() -> None:
         image = store.read_table("questions", args.iterations)["image_id"][0].as_py()
         print(f"artifacts on disk ({store.root}):")
         disk_usage(store.root)
-        timed("(a) per-iteration diagnostics, polars", lambda: iteration_summary(store))
-        timed(f"(b) steps of {image} across the run, polars", lambda: image_steps(store, image))
+        timed("(a) per-iteration diagnostics, polars",
+              lambda: f"{iteration_summary(store).height} rows")
+        timed(f"(b) steps of {image} across the run, polars",
+              lambda: f"{image_steps(store, image).height} rows")
         timed(f"(c) steps of {image} across the run, duckdb",
-              lambda: [None] * duckdb_image_steps(store.root, image))
-        timed("(d) format_traces, latest iteration", lambda: format_traces(store).splitlines())
+              lambda: f"{len(duckdb_image_steps(store.root, image))} rows")
+        timed("(d) format_traces, latest iteration",
+              lambda: f"{len(format_traces(store).splitlines())} lines")
         timed(f"(d) format_traces, {image} across the run",
-              lambda: format_traces(store, image_id=image).splitlines())
+              lambda: f"{len(format_traces(store, image_id=image).splitlines())} lines")
+        timed("(e) write_report, whole run",
+              lambda: write_report(store, Path(tmp) / "report").name, repeats=1)
+        print("load average (1, 5, 15 min): " + ", ".join(f"{x:.1f}" for x in os.getloadavg()))
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ An answer that is empty after this is None (unparsable).
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
 
 UNITS = frozenset({
     "%", "percent", "°", "degree", "degrees", "deg", "°c", "°f", "cm", "mm", "m", "km", "in",
@@ -33,7 +33,7 @@ UNITS = frozenset({
 })
 _TEXT_COMMANDS = ("text", "textbf", "textit", "mathrm", "mathbf", "operatorname", "mbox")
 _WRAPPERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
-_STRIP_CHARS = " \t\r\n*\"'`"
+_EMPHASIS = "*\"'`"
 _LABEL = re.compile(r"(?:final\s{1,3})?answer(?:\s{1,3}is\b|\s{0,3}[:=])\s{0,3}", re.IGNORECASE)
 _OPTION = re.compile(
     r"(?:\((?P<paren>[a-j])\)|\[(?P<bracket>[a-j])\]|(?:option|choice)\s{1,3}\(?(?P<word>[a-j])\b"
@@ -59,10 +59,13 @@ def normalise_answer(text: str | None) -> str | None:
 
 
 def _strip(text: str) -> str:
-    text = text.strip(_STRIP_CHARS)
-    while text.endswith("."):
-        text = text[:-1].strip(_STRIP_CHARS)
-    return text
+    """Drop surrounding whitespace, markdown emphasis and quotes, and trailing periods."""
+    start, end = 0, len(text)
+    while start < end and (text[start].isspace() or text[start] in _EMPHASIS):
+        start += 1
+    while end > start and (text[end - 1].isspace() or text[end - 1] in _EMPHASIS + "."):
+        end -= 1
+    return text[start:end]
 
 
 def _unwrap_latex(text: str) -> str:
@@ -103,15 +106,22 @@ def _last_command_argument(text: str, commands: tuple[str, ...]) -> str | None:
     return text[brace + 1 : end - 1] if end is not None else text[brace + 1 :]
 
 
-def _replace_command(text: str, command: str, render) -> str:
-    """Replace every `command{arg}` by render(arg), left to right, without regex recursion."""
+def _replace_command(text: str, command: str, render: Callable[..., str], arity: int = 1) -> str:
+    """Replace every `command{a}..{z}` (arity brace groups) by render(a, .., z), in one left to
+    right pass (linear: the output is built once, never re-scanned)."""
     out, cursor = [], 0
     while (start := text.find(command + "{", cursor)) >= 0:
-        end = _braced(text, start + len(command))
-        if end is None:
+        arguments, end = [], start + len(command)
+        for _ in range(arity):
+            closing = _braced(text, end) if text[end : end + 1] == "{" else None
+            if closing is None:
+                break
+            arguments.append(text[end + 1 : closing - 1].strip())
+            end = closing
+        if len(arguments) < arity:
             break
         out.append(text[cursor:start])
-        out.append(render(text[start + len(command) + 1 : end - 1]))
+        out.append(render(*arguments))
         cursor = end
     out.append(text[cursor:])
     return "".join(out)
@@ -119,16 +129,7 @@ def _replace_command(text: str, command: str, render) -> str:
 
 def _replace_fractions(text: str) -> str:
     for command in ("\\dfrac", "\\tfrac", "\\frac"):
-        while (start := text.find(command + "{")) >= 0:
-            numerator_end = _braced(text, start + len(command))
-            if numerator_end is None or text[numerator_end : numerator_end + 1] != "{":
-                break
-            denominator_end = _braced(text, numerator_end)
-            if denominator_end is None:
-                break
-            numerator = text[start + len(command) + 1 : numerator_end - 1].strip()
-            denominator = text[numerator_end + 1 : denominator_end - 1].strip()
-            text = f"{text[:start]}{numerator}/{denominator}{text[denominator_end:]}"
+        text = _replace_command(text, command, lambda top, bottom: f"{top}/{bottom}", arity=2)
     return text
 
 
@@ -151,11 +152,10 @@ def _canonical_number(answer: str) -> str | None:
     unit = (match.group("unit") or "").strip()
     if unit and unit not in UNITS:
         return None
-    raw = match.group("number").replace(",", "").replace("−", "-")
-    try:
-        value = Decimal(raw)
-    except InvalidOperation:
-        return None
-    if value.is_zero():
-        return "0"
-    return format(value.normalize(), "f")
+    raw = match.group("number").replace(",", "")
+    negative = raw[0] in "-−"
+    whole, _, fraction = raw.lstrip("+-−").partition(".")
+    # Digit strings, not floats or Decimals: exact for any length ("0.1" stays "0.1").
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    canonical = f"{whole}.{fraction}" if fraction else whole
+    return "-" + canonical if negative and canonical != "0" else canonical

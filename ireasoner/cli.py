@@ -10,10 +10,12 @@ import sys
 from pathlib import Path
 
 from ireasoner.config import ConfigError, load_config
+from ireasoner.inspect.queries import NotInRun
 from storage.lock import RunLocked
 from storage.run import ConfigMismatch
 
-EXPECTED_ERRORS = (ConfigError, ConfigMismatch, RunLocked, FileExistsError, FileNotFoundError)
+EXPECTED_ERRORS = (ConfigError, ConfigMismatch, RunLocked, FileExistsError, FileNotFoundError,
+                   NotInRun)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -61,11 +63,14 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--iteration", type=int)
     traces.add_argument("--image")
     traces.add_argument("--limit", type=int, help="at most this many questions")
+    traces.add_argument("--width", type=int, help="wrap width (default: the terminal's)")
     traces.set_defaults(handler=_traces)
 
     report = sub.add_parser("report", help="plots of the paper's diagnostics and an HTML page")
     report.add_argument("run")
     report.add_argument("--out", help="default: RUN/report")
+    report.add_argument("--iteration", type=int, help="iteration of Fig. 7 (default: latest)")
+    report.add_argument("--image-index", type=int, help="question of Fig. 7 (default: largest group)")
     report.set_defaults(handler=_report)
 
     export = sub.add_parser("export", help="merge the Solver adapter into a full checkpoint")
@@ -147,8 +152,9 @@ def _traces(args: argparse.Namespace) -> int:
     from ireasoner.inspect.traces import format_traces
     from storage import RunStore
 
+    width = args.width or shutil.get_terminal_size((100, 20)).columns
     print(format_traces(RunStore(args.run), iteration=args.iteration, image_id=args.image,
-                        limit=args.limit, width=shutil.get_terminal_size((100, 20)).columns))
+                        limit=args.limit, width=width))
     return 0
 
 
@@ -157,7 +163,9 @@ def _report(args: argparse.Namespace) -> int:
     from storage import RunStore
 
     out = Path(args.out) if args.out else Path(args.run) / "report"
-    print(f"report written to {write_report(RunStore(args.run), out)}")
+    page = write_report(RunStore(args.run), out, iteration=args.iteration,
+                        image_index=args.image_index)
+    print(f"report written to {page}")
     return 0
 
 

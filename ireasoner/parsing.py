@@ -36,7 +36,7 @@ _LINE_MARKER = re.compile(
 )
 # "Step 2:" in the middle of a line (the spec's own one-line format) also opens a step; the
 # capital S and the colon keep "as in step 2 above" from splitting a sentence.
-_INLINE_STEP = re.compile(r"(?<=\S)[ \t]+(?=(?:\*\*)?Step[ \t]{0,3}\d+[ \t]{0,3}(?:\*\*)?:)")
+_INLINE_STEP = re.compile(r"(?<=[^\s*#>-])[ \t]+(?=(?:\*\*)?Step[ \t]{0,3}\d+[ \t]{0,3}(?:\*\*)?:)")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 _MARKDOWN_LEAD = " \t-*#>"
 

@@ -91,7 +91,7 @@ class TransformersEngine(RolloutEngine):
             do_sample=not sampling.greedy,
             temperature=1.0 if sampling.greedy else sampling.temperature,
             top_p=1.0 if sampling.greedy else sampling.top_p,
-            top_k=0,
+            top_k=None if sampling.greedy else 0,  # 0 = off; greedy takes no top_k
             min_p=None,
             repetition_penalty=1.0,
             max_new_tokens=sampling.max_new_tokens,

@@ -73,7 +73,9 @@ class VLLMEngine(RolloutEngine):
         ]
         params = [self._sampling_params(sampling, r.seed) for r in requests]
         outputs = self._llm.generate(prompts, params, lora_request=lora, use_tqdm=False)
-        return [[self._completion(sample) for sample in output.outputs] for output in outputs]
+        # Greedy decoding is sampled once per request (vLLM refuses n > 1) and copied n times.
+        copies = sampling.n if sampling.greedy else 1
+        return [[self._completion(s) for s in output.outputs] * copies for output in outputs]
 
     def sleep(self) -> None:
         """Level 1: weights to host memory, KV cache dropped. A no-op where the platform has no
@@ -122,7 +124,7 @@ class VLLMEngine(RolloutEngine):
         # vLLM seeds the i-th of the n samples with seed + i. Log-probs are the raw model's
         # (logprobs_mode "raw_logprobs"), as the transformers engine reports them.
         return SamplingParams(
-            n=sampling.n,
+            n=1 if sampling.greedy else sampling.n,
             seed=seed,
             temperature=sampling.temperature,
             top_p=sampling.top_p,

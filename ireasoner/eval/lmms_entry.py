@@ -1,9 +1,9 @@
 """`python -m ireasoner.eval.lmms_entry ARGS`: lmms-eval's command line, made runnable here.
 
-lmms-eval 0.7.3 patches `filelock._api`, a module filelock 4.x no longer has, at the start of
+lmms-eval 0.7.3 patches `filelock._api`, a module filelock 4.3 does not have, at the start of
 every evaluation; the patch only makes locks re-entrant across two lock classes, so where the
-module is missing it is skipped rather than letting every evaluation fail. With filelock < 4
-lmms-eval runs unchanged.
+module is missing it is skipped rather than letting every evaluation fail. With a filelock that has
+it, lmms-eval runs unchanged.
 """
 
 from __future__ import annotations

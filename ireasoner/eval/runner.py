@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from ireasoner.config import EvaluationConfig
+from ireasoner.config import EvaluationConfig, SolverConfig
 from ireasoner.eval.lmms import (
     Backend,
     lmms_command,
@@ -91,11 +91,13 @@ def evaluate_checkpoint(
     pixel_budget: tuple[int, int] | None = None,
     model_args: dict[str, str] | None = None,
     timeout_s: float | None = None,
+    solver: SolverConfig | None = None,
 ) -> EvalResult:
     """Evaluate `model_path` (a full checkpoint: merge adapters first) on `tasks`.
 
     `pixel_budget` is the image (min_pixels, max_pixels) of the transformers backend; `model_args`
-    adds lmms-eval model arguments (e.g. gpu_memory_utilization for vLLM).
+    adds lmms-eval model arguments (e.g. gpu_memory_utilization for vLLM). `solver` gives the
+    local task its prompt (default: the default Solver prompt).
     Rows for these tasks replace any earlier rows of the same checkpoint and task in
     `<out_dir>/results.parquet`.
     """
@@ -106,23 +108,26 @@ def evaluate_checkpoint(
     chosen = resolve_backend(backend, device)
     model, args = model_spec(chosen, str(model_path), device, eval_cfg.max_new_tokens,
                              pixel_budget, model_args)
-    include_paths = _include_paths(tasks, eval_cfg, out_dir)
+    include_paths = _include_paths(tasks, eval_cfg, out_dir, solver)
     env = subprocess_env(_hub_env(eval_cfg))
     blocked = preflight(tasks, eval_cfg, list(include_paths.values()))
 
+    results_path = out_dir / RESULTS_FILE
     rows: list[ResultRow] = []
     for task in tasks:
         if task in blocked:
             log.error("not evaluating %s: %s", task, blocked[task])
-            rows.append(_failed_row(checkpoint_label, task, 0.0, blocked[task]))
-            continue
-        output_dir = out_dir / "lmms" / task
-        command = lmms_command(task, model, args, eval_cfg.max_new_tokens, output_dir,
-                               eval_cfg.batch_size, eval_cfg.limit, include_paths.get(task))
-        log.info("evaluating %s on %s (%s)", checkpoint_label, task, chosen)
-        run = run_task(task, command, output_dir, env, timeout_s)
-        rows.extend(_rows_of_run(checkpoint_label, run))
-    results_path = _merge_results(out_dir / RESULTS_FILE, rows)
+            task_rows = [_failed_row(checkpoint_label, task, 0.0, blocked[task])]
+        else:
+            output_dir = out_dir / "lmms" / task
+            command = lmms_command(task, model, args, eval_cfg.max_new_tokens, output_dir,
+                                   eval_cfg.batch_size, eval_cfg.limit, include_paths.get(task))
+            log.info("evaluating %s on %s (%s)", checkpoint_label, task, chosen)
+            task_rows = _rows_of_run(checkpoint_label, run_task(task, command, output_dir, env,
+                                                                timeout_s))
+        # Written after every task: an interrupted evaluation keeps what it finished.
+        _merge_results(results_path, task_rows)
+        rows.extend(task_rows)
     return EvalResult(checkpoint_label, results_path, tuple(rows))
 
 
@@ -167,7 +172,8 @@ def _resolve_device(device: str) -> str:
     return device
 
 
-def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path) -> dict[str, Path]:
+def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path,
+                   solver: SolverConfig | None) -> dict[str, Path]:
     """The `--include_path` of each task: the generated local task, or the configured one.
 
     lmms-eval takes one include path per run; each task is its own run, so both can coexist.
@@ -175,7 +181,8 @@ def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path) 
     paths: dict[str, Path] = {}
     for task in tasks:
         if task == LOCAL_TASK:
-            data_file = build_local_task_data(out_dir / "local_task", LOCAL_TASK_SIZE, seed=0)
+            data_file = build_local_task_data(out_dir / "local_task", LOCAL_TASK_SIZE, seed=0,
+                                              solver=solver)
             paths[task] = write_local_task(out_dir / "include", data_file).parent.parent
         elif eval_cfg.include_path:
             paths[task] = Path(eval_cfg.include_path).expanduser().resolve()

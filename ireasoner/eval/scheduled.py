@@ -108,7 +108,7 @@ def _evaluate_target(base_model: str, target: EvalTarget, tasks: list[str], cfg:
     pixels = (cfg.model.min_pixels, cfg.model.max_pixels)
     kwargs = dict(eval_cfg=cfg.evaluation, out_dir=target.out_dir, checkpoint_label=target.label,
                   backend=cfg.evaluation.backend, device=cfg.model.device, pixel_budget=pixels,
-                  timeout_s=timeout_s)
+                  timeout_s=timeout_s, solver=cfg.solver)
     if target.adapter_dir is None:
         return evaluate_checkpoint(base_model, tasks, **kwargs)
     # lmms-eval's model classes take no adapter: evaluate a merged copy, deleted afterwards

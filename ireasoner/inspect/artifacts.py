@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import polars as pl
-
 from ireasoner.inspect.queries import read_iterations, require_iteration, scored_rollouts
 from storage import RunStore
 from storage.run import STAGES

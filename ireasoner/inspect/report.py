@@ -52,7 +52,7 @@ def write_report(store: RunStore, out_dir: Path, *, iteration: int | None = None
     summary = iteration_summary(store)
     figures = [dynamics_figure(summary), rewards_figure(summary), steps_figure(summary),
                depth_figure(depth_profile(store, iteration, image_index))]
-    for name, figure in zip(FIGURES, figures):
+    for name, figure in zip(FIGURES, figures, strict=True):
         figure.savefig(out_dir / name, dpi=100)
     page = out_dir / "index.html"
     page.write_text(_page(store, summary), encoding="utf-8")
@@ -61,14 +61,16 @@ def write_report(store: RunStore, out_dir: Path, *, iteration: int | None = None
 
 def depth_profile(store: RunStore, iteration: int | None = None,
                   image_index: int | None = None) -> DepthProfile | None:
-    """Fig. 7 data for one question, or None when no iteration has been scored."""
+    """Fig. 7 data for one question, or None when no question has been scored."""
     if iteration is None:
-        scored = table_iterations(store, "groups")
-        if not scored:
+        group = _latest_group(store)
+        if group is None:
             return None
-        iteration = scored[-1]
-    require_iteration(store, "groups", iteration)
-    group = _chosen_group(read_iterations(store, "groups", [iteration]), image_index)
+    else:
+        require_iteration(store, "groups", iteration)
+        group = _chosen_group(read_iterations(store, "groups", [iteration]), iteration,
+                              image_index)
+    iteration = group["iteration"]
     key = (pl.col("image_index") == group["image_index"])
     members = (read_iterations(store, "rewards", [iteration]).filter(key & pl.col("in_group"))
                ["rollout_index"].sort().to_list())
@@ -86,15 +88,24 @@ def depth_profile(store: RunStore, iteration: int | None = None,
     return DepthProfile(title=title, disagreement=padded, loo_similarity=loo, rollouts=members)
 
 
-def _chosen_group(groups: pl.DataFrame, image_index: int | None) -> dict:
-    if image_index is None:
-        return groups.sort(["group_fraction", "image_index"], descending=[True, False],
-                           nulls_last=True).row(0, named=True)
-    chosen = groups.filter(pl.col("image_index") == image_index)
-    if chosen.is_empty():
-        raise NotInRun(f"no scored question for image index {image_index} in iteration "
-                       f"{groups['iteration'][0]}")
-    return chosen.row(0, named=True)
+def _latest_group(store: RunStore) -> dict | None:
+    """The latest iteration's question with the largest dominant group; iterations whose
+    questions were all skipped have an empty groups table and are passed over."""
+    for iteration in reversed(table_iterations(store, "groups")):
+        groups = read_iterations(store, "groups", [iteration])
+        if not groups.is_empty():
+            return _chosen_group(groups, iteration, None)
+    return None
+
+
+def _chosen_group(groups: pl.DataFrame, iteration: int, image_index: int | None) -> dict:
+    if image_index is not None:
+        groups = groups.filter(pl.col("image_index") == image_index)
+    if groups.is_empty():
+        which = "" if image_index is None else f" for image index {image_index}"
+        raise NotInRun(f"no scored question{which} in iteration {iteration}")
+    return groups.sort(["group_fraction", "image_index"], descending=[True, False],
+                       nulls_last=True).row(0, named=True)
 
 
 def _page(store: RunStore, summary: pl.DataFrame) -> str:

@@ -14,7 +14,6 @@ from ireasoner.inspect.queries import (
     latest_iteration,
     read_iterations,
     require_iteration,
-    require_run,
     scored_rollouts,
 )
 from storage import RunStore
@@ -52,7 +51,6 @@ def format_traces(store: RunStore, iteration: int | None = None, image_id: str |
 
 
 def _select_iterations(store: RunStore, iteration: int | None, image_id: str | None) -> list[int]:
-    require_run(store)
     if iteration is not None:
         require_iteration(store, "questions", iteration)
         return [iteration]

@@ -228,6 +228,8 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Path | None = None, warmup: bool
     with open(target.with_name(target.name + ".lock"), "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not _is_complete(target):
+            for leftover in target.parent.glob(f".{target.name}-*"):  # from killed builds
+                shutil.rmtree(leftover)
             random_dir = ensure_tiny_model(seed, cache_dir, warmup=False) if warmup else None
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
             try:

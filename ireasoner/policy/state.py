@@ -126,7 +126,7 @@ def unflatten_optimizer_state(tensors: dict[str, torch.Tensor], structure: dict)
         {key: tuple(value) if key == "betas" else value for key, value in group.items()}
         for group in structure["param_groups"]
     ]
-    return {"state": per_param, "param_groups": groups}
+    return {"state": dict(sorted(per_param.items())), "param_groups": groups}
 
 
 def capture_rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

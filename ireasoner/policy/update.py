@@ -20,8 +20,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
-from PIL import Image
 from peft import PeftModel
+from PIL import Image
 from transformers import ProcessorMixin
 
 from ireasoner.config import KLConfig, OptimizationConfig

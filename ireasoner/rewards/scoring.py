@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -68,8 +68,7 @@ def score_batch(groups: Sequence[Group], iteration: int,
     batch = _prepare(groups)
     answers = answer_stats(batch.codes, batch.sizes, batch.lengths, config)
     agreement = step_agreement(batch.ragged, answers.in_group, config.max_steps)
-    columns = _combine(answers, agreement, batch, lam, config)
-    return [_group_scores(columns, b, batch) for b in range(len(batch.sizes))]
+    return _split(_combine(answers, agreement, batch, lam, config), batch)
 
 
 @dataclass(frozen=True)
@@ -128,7 +127,10 @@ def _check_answers(answers: list[str | None]) -> None:
 
 def _check_embeddings(arrays: list[np.ndarray]) -> tuple[np.ndarray, int]:
     """(J_i of each array, d). An empty array is a rollout without steps, whatever its shape."""
-    shapes = [np.shape(a) for a in arrays]
+    try:
+        shapes = [a.shape for a in arrays]
+    except AttributeError:
+        raise TypeError("step embeddings must be arrays with a shape (numpy)") from None
     dims = {shape[1] for shape in shapes if len(shape) == 2 and shape[0] > 0}
     bad = [i for i, shape in enumerate(shapes)
            if (len(shape) != 2 or shape[1] == 0) and np.prod(shape) != 0]
@@ -184,28 +186,24 @@ def _combine(answers: AnswerStats, agreement: StepAgreement, batch: _Batch, lam:
 
 
 _PER_ROLLOUT = ("answer", "step", "solver", "in_group", "step_similarity", "loo_similarity")
+_SCALARS = ("proposer", "entropy", "density", "lam", "valid_positions", "group_fraction",
+            "mean_steps", "mean_step_similarity")
 
 
-def _group_scores(columns: dict[str, np.ndarray], b: int, batch: _Batch) -> GroupScores:
-    n = int(batch.sizes[b])
-    values = {}
-    for field in fields(GroupScores):
-        name = field.name
-        if name == "dominant_answer":
-            dominant = int(columns["dominant_rollout"][b])
-            values[name] = None if dominant < 0 else batch.answers[batch.first[b] + dominant]
-        elif name in _PER_ROLLOUT:
-            values[name] = _read_only(columns[name][b, :n])
-        elif name == "disagreement":
-            values[name] = _read_only(columns[name][b])
-        elif name == "valid_positions":
-            values[name] = int(columns[name][b])
-        else:
-            values[name] = float(columns[name][b])
-    return GroupScores(**values)
-
-
-def _read_only(array: np.ndarray) -> np.ndarray:
-    array = np.array(array)  # a copy: the batch arrays are not kept alive per group
-    array.flags.writeable = False
-    return array
+def _split(columns: dict[str, np.ndarray], batch: _Batch) -> list[GroupScores]:
+    """One GroupScores per group: read-only views of the batch arrays, Python scalars."""
+    for array in columns.values():
+        array.flags.writeable = False
+    scalars = {name: columns[name].tolist() for name in _SCALARS}
+    dominant = [None if d < 0 else batch.answers[f + d]
+                for f, d in zip(batch.first.tolist(), columns["dominant_rollout"].tolist(),
+                                strict=True)]
+    return [
+        GroupScores(
+            **{name: columns[name][b, :n] for name in _PER_ROLLOUT},
+            **{name: values[b] for name, values in scalars.items()},
+            disagreement=columns["disagreement"][b],
+            dominant_answer=dominant[b],
+        )
+        for b, n in enumerate(batch.sizes.tolist())
+    ]

@@ -6,8 +6,8 @@ With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|
   S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1
 so one sum and one dot product per step give both. The embeddings dominate the cost, so they
 are read from memory once: a chunk of groups (about 1 MB, so it stays in cache) is copied in
-one `np.concatenate` into a padded (groups, N, J, d) buffer, members' rows in place and zeros
-elsewhere, and the three reductions run on that buffer.
+one `np.concatenate` into a padded (groups, |G|, depth, d) buffer, and the reductions run on
+that buffer.
 
 Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
 overflows float32), counts as a step of its rollout but has similarity 0 with everything.
@@ -51,7 +51,7 @@ class StepAgreement:
 def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int) -> StepAgreement:
     capped = np.minimum(ragged.steps, max_steps)
     members = in_group[:, :, None] & (np.arange(max_steps) < capped[:, :, None])
-    dot, usable, prototype_sq = _reductions(ragged, members, np.where(in_group, capped, 0))
+    dot, usable, prototype_sq = _reductions(ragged, np.where(in_group, capped, 0), max_steps)
     self_sq = usable.astype(np.float64)  # |ê_ij|²: 1, or 0 for a degenerate row
     rest_sq = prototype_sq[:, None, :] - 2.0 * dot + self_sq  # |S_j - ê_ij|²
     return StepAgreement(
@@ -68,29 +68,54 @@ def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
     return np.clip(np.where(defined, ratio, 0.0), -1.0, 1.0)
 
 
-def _reductions(ragged: RaggedSteps, members: np.ndarray,
-                kept_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ê_ij·S_j (B, N, J), usable rows (B, N, J) and |S_j|² (B, J), chunk by chunk."""
-    groups, width, positions = members.shape
-    dot = np.zeros(members.shape, dtype=np.float64)
-    usable = np.zeros(members.shape, dtype=bool)
+def _reductions(ragged: RaggedSteps, kept: np.ndarray,
+                positions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """ê_ij·S_j (B, N, J), usable rows (B, N, J) and |S_j|² (B, J). kept[b, i] is how many
+    steps of rollout i enter G_j (0 outside G). Groups are bucketed by (|G|, deepest kept
+    rollout) so each bucket pads to a tight (C, |G|, depth, d) block: no rows are read for
+    rollouts outside G, and few zeros are written."""
+    groups, width = kept.shape
+    dot = np.zeros((groups, width, positions), dtype=np.float64)
+    usable = np.zeros((groups, width, positions), dtype=bool)
     prototype_sq = np.zeros((groups, positions), dtype=np.float64)
-    pieces = _padded_pieces(ragged, kept_rows, positions)
-    per_chunk = max(1, _CHUNK_BYTES // (width * positions * 4 * ragged.dim))
-    buffer = np.empty((min(per_chunk, groups) * width * positions, ragged.dim), np.float32)
-    for start in range(0, groups, per_chunk):
-        stop = min(start + per_chunk, groups)
-        if not members[start:stop].any():
+    size = (kept > 0).sum(axis=1)
+    depth = kept.max(axis=1)
+    # Per group, the slots of its kept rollouts first, in order.
+    slot_order = np.argsort(kept == 0, axis=1, kind="stable")
+    for bucket_size, bucket_depth in set(zip(size.tolist(), depth.tolist(), strict=True)):
+        if bucket_depth == 0:
             continue
-        rows = buffer[: (stop - start) * width * positions]
-        np.concatenate(pieces[2 * start * width : 2 * stop * width], out=rows,
-                       casting="same_kind")
-        steps = rows.reshape(stop - start, width, positions, ragged.dim)
+        bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))[:, None]
+        slots = slot_order[bucket[:, 0], :bucket_size]
+        block = _bucket_reductions(ragged, ragged.rollout[bucket, slots], kept[bucket, slots],
+                                   bucket_depth)
+        dot[bucket, slots, :bucket_depth] = block[0]
+        usable[bucket, slots, :bucket_depth] = block[1]
+        prototype_sq[bucket[:, 0], :bucket_depth] = block[2]
+    return dot, usable, prototype_sq
+
+
+def _bucket_reductions(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
+                       depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The reductions for C groups of the same shape: rollouts (C, g) with kept (C, g) rows of
+    at most `depth`, chunk by chunk through one reused buffer."""
+    count, size = rollouts.shape
+    dot = np.zeros((count, size, depth), dtype=np.float64)
+    usable = np.zeros((count, size, depth), dtype=bool)
+    prototype_sq = np.zeros((count, depth), dtype=np.float64)
+    pieces = _padded_pieces(ragged.arrays, rollouts, kept, depth, ragged.dim)
+    per_chunk = max(1, _CHUNK_BYTES // (size * depth * 4 * ragged.dim))
+    buffer = np.empty((min(per_chunk, count) * size * depth, ragged.dim), dtype=np.float32)
+    for start in range(0, count, per_chunk):
+        stop = min(start + per_chunk, count)
+        rows = buffer[: (stop - start) * size * depth]
+        np.concatenate(pieces[2 * start * size : 2 * stop * size], out=rows, casting="same_kind")
+        steps = rows.reshape(stop - start, size, depth, ragged.dim)
         norm_sq = np.einsum("cnjd,cnjd->cnj", steps, steps)
         finite = np.isfinite(norm_sq)
         if not finite.all():
             steps[~finite] = 0.0  # a NaN row would poison every sum it enters
-        ok = members[start:stop] & finite & (norm_sq > 0)
+        ok = finite & (norm_sq > 0)  # padding rows are zero: never ok
         inverse_norm = np.where(ok, 1.0 / np.sqrt(np.where(ok, norm_sq, 1.0)), 0.0)
         inverse_norm = inverse_norm.astype(np.float32)
         prototype = np.einsum("cnj,cnjd->cjd", inverse_norm, steps)
@@ -100,16 +125,15 @@ def _reductions(ragged: RaggedSteps, members: np.ndarray,
     return dot, usable, prototype_sq
 
 
-def _padded_pieces(ragged: RaggedSteps, kept_rows: np.ndarray, positions: int) -> list:
-    """Arrays whose concatenation is the padded (B, N, J, d) layout: for each rollout slot,
-    its first kept_rows rows (none outside G), then zero rows up to J. Built with C-level
-    `map`s, not a Python loop over rollouts."""
-    zeros = np.zeros((positions, ragged.dim), dtype=np.float32)
-    zero_blocks = [zeros[: positions - k] for k in range(positions + 1)]
-    empty = zeros[:0]
-    slot_arrays = [*ragged.arrays, empty]  # padding slots (rollout -1) take the empty block
-    kept = kept_rows.reshape(-1).tolist()
-    heads = map(operator.getitem, map(slot_arrays.__getitem__, ragged.rollout.reshape(-1).tolist()),
-                map(slice, kept))
-    pads = map(zero_blocks.__getitem__, kept)
+def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndarray,
+                   depth: int, dim: int) -> list[np.ndarray]:
+    """Arrays whose concatenation is the padded (C, g, depth, d) block: for each rollout, its
+    first `kept` rows, then zero rows up to `depth`. Built with C-level `map`s, not a Python
+    loop over rollouts."""
+    zeros = np.zeros((depth, dim), dtype=np.float32)
+    zero_blocks = [zeros[: depth - k] for k in range(depth + 1)]
+    counts = kept.reshape(-1).tolist()
+    heads = map(operator.getitem, map(arrays.__getitem__, rollouts.reshape(-1).tolist()),
+                map(slice, counts))
+    pads = map(zero_blocks.__getitem__, counts)
     return [piece for pair in zip(heads, pads, strict=True) for piece in pair]

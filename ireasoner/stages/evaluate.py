@@ -8,7 +8,6 @@ from __future__ import annotations
 import logging
 import traceback
 
-from ireasoner.eval.scheduled import evaluate_target, pending_tasks, run_checkpoints
 from ireasoner.stages.context import RunContext
 from storage import RunStore
 
@@ -48,6 +47,8 @@ def evaluate_run_checkpoint(store: RunStore, checkpoint: str, tasks: list[str] |
 
 
 def _evaluate_label(store: RunStore, label: str, tasks: list[str] | None, limit: int | None):
+    from ireasoner.eval.scheduled import evaluate_target, pending_tasks, run_checkpoints
+
     cfg = store.config()
     if limit is not None:
         cfg = cfg.model_copy(update={"evaluation": cfg.evaluation.model_copy(update={"limit": limit})})

@@ -30,6 +30,8 @@ def propose(ctx: RunContext, iteration: int) -> dict:
         completion = completions[0]
         parsed = parse_question(completion.text)
         question, status = parsed.question, parsed.status
+        if status == "truncated" and completion.finish_reason == "length":
+            question = None  # cut by the token limit: possibly half a question
         if question is None:
             # Counted by status; a fallback question is never used to train the Proposer.
             if cfg.proposer.on_unparsable == "fallback_question":

@@ -33,7 +33,8 @@ def score_iteration(questions: pa.Table, rollouts: pa.Table, embedder: StepEmbed
     this iteration's update (it is read, not advanced); advantage = r_sol - its value."""
     rollout_rows = sorted(rollouts.to_pylist(), key=lambda r: (r["image_index"], r["rollout_index"]))
     parses = [parse_trace(r["text"] or "", config.max_steps) for r in rollout_rows]
-    answers = [normalise_answer(p.answer) for p in parses]
+    answers = [None if cut_at_limit(p, r) else normalise_answer(p.answer)
+               for p, r in zip(parses, rollout_rows, strict=True)]
     step_texts = [step for p in parses for step in p.steps]
     embedded = embedder.embed(step_texts) if step_texts else np.zeros((0, 1), np.float32)
     offsets = np.cumsum([0] + [len(p.steps) for p in parses])
@@ -70,7 +71,6 @@ def score_iteration(questions: pa.Table, rollouts: pa.Table, embedder: StepEmbed
                     similarity=_float(group.step_similarity[local, j]),
                     loo_similarity=_float(group.loo_similarity[local, j]),
                 ))
-        similarity = group.step_similarity[np.isfinite(group.step_similarity)]
         group_rows.append(dict(
             iteration=iteration, image_index=k, image_id=question["image_id"],
             question=question["question"], dominant_answer=group.dominant_answer,
@@ -79,12 +79,18 @@ def score_iteration(questions: pa.Table, rollouts: pa.Table, embedder: StepEmbed
             group_fraction=float(group.group_fraction), proposer_reward=float(group.proposer),
             lam=float(group.lam), valid_positions=int(group.valid_positions),
             mean_steps=float(group.mean_steps),
-            mean_step_similarity=float(similarity.mean()) if similarity.size else None,
+            mean_step_similarity=_float(group.mean_step_similarity),
             disagreement=[_float(d) for d in group.disagreement],
         ))
     return ScoredIteration(steps=make_table("steps", step_rows),
                            rewards=make_table("rewards", reward_rows),
                            groups=make_table("groups", group_rows))
+
+
+def cut_at_limit(parse, rollout: dict) -> bool:
+    """An answer tag left open is tolerated when the model stopped by itself, but not when the
+    token limit cut it: then the answer itself may be cut ("84</an")."""
+    return parse.status == "truncated" and rollout["finish_reason"] == "length"
 
 
 def _float(value: float) -> float | None:

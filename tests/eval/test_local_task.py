@@ -42,12 +42,12 @@ def test_task_yaml_refuses_a_missing_data_file(tmp_path):
         write_local_task(tmp_path, tmp_path / "absent.parquet")
 
 
-@pytest.mark.parametrize(("response", "exact", "found"), [
+@pytest.mark.parametrize(("response", "exact", "tagged"), [
     ("<think>Step 1: add.</think><answer> 42. </answer>", 1.0, 1.0),
-    ("42", 1.0, 1.0),  # a plain reply is scored as a whole
+    ("42", 1.0, 0.0),  # a plain reply is scored as a whole
     ("<answer>41</answer>", 0.0, 1.0),
     ("", 0.0, 0.0),
 ])
-def test_process_results_scores_exact_match_after_normalising(response, exact, found):
+def test_process_results_scores_exact_match_after_normalising(response, exact, tagged):
     scores = process_results({"answer": "42"}, [response])
-    assert scores == {"exact_match": exact, "answer_found": found}
+    assert scores == {"exact_match": exact, "answer_tagged": tagged}

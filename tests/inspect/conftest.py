@@ -1,7 +1,7 @@
 """A small run directory built by hand: 3 iterations, 2 images, N = 3 rollouts.
 
-Image 0 has a dominant group of two; image 1's rollouts have no parsable answer; in the last
-iteration image 1's question is skipped. Texts are unicode; off-group similarities are null.
+Image 0 has a dominant group of two; image 1's rollouts have no parsable answer (the last has
+no steps either); in the last iteration image 1's question is skipped. Texts are unicode; off-group similarities are null.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from storage import RunStore
 from storage.schemas import make_table
 
 N = 3
-QUESTION = "Combien de côtés a ce polygone ? 三角形 ≥ 3"
+QUESTION = "Combien de côtés a ce polygone, en comptant ceux cachés derrière le grand triangle ? 三角形 ≥ 3"
 ANSWERS = ["3", "3", "4"]
 NAN = math.nan
 
@@ -43,7 +43,8 @@ def _reward(t: int, k: int, i: int) -> dict:
     return dict(iteration=t, image_index=k, rollout_index=i, image_id=f"img-{k}",
                 parse_status="ok" if valid else "no_answer",
                 answer_raw=ANSWERS[i] if valid else None, answer=ANSWERS[i] if valid else None,
-                num_steps=2, steps_total=2, words_before_answer=30, in_group=in_group,
+                num_steps=_step_count(k, i), steps_total=_step_count(k, i),
+                words_before_answer=30, in_group=in_group,
                 r_ans=0.75 if in_group else (0.46 if valid else 0.0),
                 r_step=0.5 if in_group else 0.0, r_sol=0.1 * t + 0.05 * i,
                 advantage=0.1 * t - 0.2)
@@ -55,7 +56,11 @@ def _steps(t: int, k: int, i: int) -> list[dict]:
                  text=f"Étape {j} du raisonnement: on compte les côtés → {j} (rollout {i})",
                  similarity=0.9 - 0.1 * j if in_group else NAN,
                  loo_similarity=(0.8 if j == 1 else NAN) if in_group else NAN)
-            for j in (1, 2)]
+            for j in range(1, _step_count(k, i) + 1)]
+
+
+def _step_count(k: int, i: int) -> int:
+    return 0 if (k, i) == (1, 2) else 2
 
 
 def _group(t: int, k: int) -> dict:
@@ -93,14 +98,32 @@ def build_run(root: Path, iterations: int = 3) -> RunStore:
     return store
 
 
-@pytest.fixture
-def run(tmp_path: Path) -> RunStore:
-    return build_run(tmp_path / "run")
+def add_all_skipped_iteration(store: RunStore, t: int) -> None:
+    """An iteration whose every question was skipped: empty rollouts/rewards/steps/groups."""
+    rows = [dict(_question(t, k), question=None, parse_status="skipped:no_question")
+            for k in (0, 1)]
+    store.write_table("questions", t, make_table("questions", rows))
+    for name in ("rollouts", "rewards", "steps", "groups"):
+        store.write_table(name, t, make_table(name, []))
 
 
-@pytest.fixture
-def one_iteration_run(tmp_path: Path) -> RunStore:
-    return build_run(tmp_path / "run1", iterations=1)
+# Built once: the inspect functions only read the run.
+@pytest.fixture(scope="session")
+def run(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    return build_run(tmp_path_factory.mktemp("inspect") / "run")
+
+
+@pytest.fixture(scope="session")
+def one_iteration_run(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    return build_run(tmp_path_factory.mktemp("inspect") / "run1", iterations=1)
+
+
+@pytest.fixture(scope="session")
+def run_ending_in_skips(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    """Iteration 1 as in `run`, then an iteration 2 with every question skipped."""
+    store = build_run(tmp_path_factory.mktemp("inspect") / "skips", iterations=1)
+    add_all_skipped_iteration(store, 2)
+    return store
 
 
 @pytest.fixture

@@ -36,6 +36,7 @@ def test_all_invalid_group_and_skipped_question_are_readable(run):
     invalid = format_traces(run, iteration=1, image_id="img-1")
     assert "Dominant answer: (none)" in invalid
     assert len(re.findall(r"\[outside\] answer: \(none\)", invalid)) == 3
+    assert "(no steps parsed; parse status: no_answer)" in invalid
     skipped = format_traces(run, iteration=3, image_id="img-1")
     assert "Question [skipped:no_question]: (none)" in skipped
     assert "Proposer output: <q>??" in skipped
@@ -77,3 +78,9 @@ def test_run_with_nothing_scored_says_so(tmp_path):
     store = RunStore(tmp_path / "fresh").open(Config(), resume=False)
     with pytest.raises(NotInRun, match="no rewards table yet"):
         format_traces(store)
+
+
+def test_iteration_with_every_question_skipped_shows_the_skips(run_ending_in_skips):
+    text = format_traces(run_ending_in_skips)
+    assert _headers(text) == ["iteration 2 | image 0 | img-0", "iteration 2 | image 1 | img-1"]
+    assert text.count("(no scored rollouts)") == 2

@@ -3,7 +3,8 @@
 A row holds the PNG bytes, the full Solver prompt (fixed when the data file was built, so the
 benchmark asks exactly what training asks) and the exact answer. Scoring is exact match after
 `normalise_answer`, on the `<answer>` body when the response has one, else on the whole response
-(a base model that answers plainly still gets credit).
+(a base model that answers plainly still gets credit); `answer_tagged` is the fraction of
+responses with an `<answer>` tag, the format the Solver is trained to follow.
 """
 
 from __future__ import annotations
@@ -28,15 +29,11 @@ def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict | None = No
     return doc["prompt"]
 
 
-def predicted_answer(response: str) -> str | None:
-    parsed = parse_trace(response, _MAX_STEPS)
-    raw = parsed.answer if parsed.answer is not None else response
-    return normalise_answer(raw)
-
-
 def process_results(doc: dict[str, Any], results: list[str]) -> dict[str, float]:
-    predicted = predicted_answer(results[0])
+    response = results[0]
+    tagged = parse_trace(response, _MAX_STEPS).answer
+    predicted = normalise_answer(tagged if tagged is not None else response)
     return {
         "exact_match": float(predicted is not None and predicted == normalise_answer(doc["answer"])),
-        "answer_found": float(predicted is not None),
+        "answer_tagged": float(tagged is not None),
     }

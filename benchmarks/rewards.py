@@ -1,0 +1,190 @@
+"""Benchmark of the reward core on a run-sized workload (not a test: prints figures).
+
+2,500 groups (one per iteration of the paper's run) x N = 5 rollouts x up to 8 steps, d = 3584
+(Qwen2.5-VL-7B's width): parsing of realistic completion text, step embedding from a random
+152k x 3584 bf16 table with a word-piece tokenizer built locally, and scoring, each timed on
+its own; scoring also against the straightforward per-rollout loop below (kept as the
+reference: the benchmark checks that both agree).
+
+    .venv/bin/python benchmarks/rewards.py [--groups 2500] [--vocab 152064]
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import resource
+import time
+from collections import Counter
+
+import numpy as np
+import torch
+
+from ireasoner.answers import normalise_answer
+from ireasoner.embeddings import StepEmbedder
+from ireasoner.parsing import parse_trace
+from ireasoner.rewards import RewardConfig, lambda_at, proposer_reward, score_batch, score_group
+
+# The Rust tokenizer's thread pool only adds contention on a 2-core box.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+N, DIM = 5, 3584
+WORDS = ("the bar chart shows value of each category axis tallest shortest sum difference "
+         "between red blue green count total angle triangle area radius circle equals therefore "
+         "so we compute read label legend year percent increase decrease compare first second "
+         "third finally answer option remaining side length height width").split()
+
+
+def completion(rng: np.random.Generator, answer: str) -> str:
+    steps = [f"Step {k}: " + " ".join(rng.choice(WORDS, size=rng.integers(8, 30)))
+             + f" {rng.integers(0, 100)}." for k in range(1, int(rng.integers(1, 11)))]
+    return "<think>\n" + "\n".join(steps) + f"\n</think>\n<answer>{answer}</answer>"
+
+
+def workload(groups: int, seed: int = 0) -> list[list[str]]:
+    rng = np.random.default_rng(seed)
+    options = ["12", "12.0", "(B) 12 cm", "14", "\\boxed{7}", "C", "3/4"]
+    return [[completion(rng, options[min(int(rng.geometric(0.5)) - 1, 6)]) for _ in range(N)]
+            for _ in range(groups)]
+
+
+def tokenizer_for(texts: list[str]):
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(unk_token="[UNK]"))
+    backend.pre_tokenizer = pre_tokenizers.ByteLevel()
+    backend.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=2000,
+                                                           special_tokens=["[UNK]"]))
+    return PreTrainedTokenizerFast(tokenizer_object=backend, unk_token="[UNK]")
+
+
+def random_table(vocab: int) -> torch.Tensor:
+    table = torch.empty(vocab, DIM, dtype=torch.bfloat16)
+    generator = torch.Generator().manual_seed(0)
+    for start in range(0, vocab, 8192):
+        rows = table[start : start + 8192]
+        rows.copy_(torch.randn(rows.shape, generator=generator))
+    return table
+
+
+def loop_score_group(answers, embeddings, lengths, iteration, config):
+    """The spec transcribed rollout by rollout, as one would write it first."""
+    n, depth = len(answers), config.max_steps
+    counts = Counter(a for a in answers if a is not None)
+    entropy = -sum(c / n * math.log(c / n) for c in counts.values())
+    dominant = max(counts, key=lambda a: (counts[a], -answers.index(a)), default=None)
+    group = [i for i in range(n) if answers[i] is not None and answers[i] == dominant]
+    density = (len(group) / n) ** config.gamma if config.use_density else 1.0
+    answer_reward = []
+    for i in range(n):
+        if answers[i] is None:
+            answer_reward.append(0.0)
+        elif config.mode == "discrete":
+            answer_reward.append(float(i in group))
+        else:
+            over = min(max((lengths[i] - config.length_budget) / config.length_budget, 0), 1)
+            answer_reward.append((counts[answers[i]] / n) ** config.alpha
+                                 * (1 - config.length_penalty * over))
+    units = {}
+    for i in group:
+        rows = embeddings[i][:depth].astype(np.float32)
+        norms = np.linalg.norm(rows, axis=1, keepdims=True)
+        units[i] = np.where(norms > 0, rows / np.where(norms > 0, norms, 1), 0)
+    step_reward = [0.0] * n
+    loo = np.full((n, depth), np.nan)
+    for i in group:
+        total = weight_sum = 0.0
+        for j in range(len(units[i])):
+            members = [k for k in group if len(units[k]) > j]
+            others = [units[k][j] for k in members if k != i]
+            if others:
+                rest = np.mean(others, axis=0)
+                loo[i, j] = _cosine(units[i][j], rest)
+            if len(members) < config.min_group_for_step:
+                continue
+            prototype = np.mean([units[k][j] for k in members], axis=0)
+            similarity = _cosine(units[i][j], prototype)
+            if config.similarity_range == "unit":
+                similarity = (similarity + 1) / 2
+            weight = math.exp(-config.position_decay * j)
+            total += weight * similarity
+            weight_sum += weight
+        step_reward[i] = density * total / weight_sum if weight_sum else 0.0
+    lam = lambda_at(iteration, config)
+    solver = [(1 - lam) * a + lam * s for a, s in zip(answer_reward, step_reward, strict=True)]
+    return solver, proposer_reward(entropy, config), loo
+
+
+def _cosine(a, b):
+    norms = np.linalg.norm(a) * np.linalg.norm(b)
+    return float(a @ b / norms) if norms > 1e-6 else 0.0
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--groups", type=int, default=2500)
+    parser.add_argument("--vocab", type=int, default=152_064)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    config = RewardConfig()
+    texts = workload(args.groups)
+    embedder = StepEmbedder(tokenizer_for([t for g in texts[:200] for t in g]),
+                            random_table(args.vocab), config.step_tokens)
+    print(f"setup done, peak RSS {peak_rss_mb():.0f} MB (table {args.vocab} x {DIM} bf16)")
+
+    start = time.perf_counter()
+    parsed = [[parse_trace(t, config.max_steps) for t in g] for g in texts]
+    answers = [[normalise_answer(p.answer) for p in g] for g in parsed]
+    parse_s = time.perf_counter() - start
+
+    start = time.perf_counter()
+    embedded = [embedder.embed_traces([p.steps for p in g]) for g in parsed]
+    embed_s = time.perf_counter() - start
+    start = time.perf_counter()
+    for first in range(0, args.groups, 100):  # offline rescoring: many groups per call
+        embedder.embed_traces([p.steps for g in parsed[first : first + 100] for p in g])
+    embed_batched_s = time.perf_counter() - start
+    groups = [(a, e, [p.words_before_answer for p in g])
+              for a, e, g in zip(answers, embedded, parsed, strict=True)]
+    rss_inputs = peak_rss_mb()
+
+    start = time.perf_counter()
+    batch = score_batch(groups, 1500, config)
+    batch_s = time.perf_counter() - start
+    start = time.perf_counter()
+    per_iteration = [score_group(*g, 1500, config) for g in groups]
+    per_iteration_s = time.perf_counter() - start
+    start = time.perf_counter()
+    loop = [loop_score_group(*g, 1500, config) for g in groups]
+    loop_s = time.perf_counter() - start
+
+    solver_gap = max(np.abs(np.array(ref[0]) - s.solver).max() for ref, s in zip(loop, batch,
+                                                                                  strict=True))
+    loo_gap = max(np.nanmax(np.abs(ref[2] - s.loo_similarity), initial=0)
+                  for ref, s in zip(loop, per_iteration, strict=True))
+    assert solver_gap < 1e-5 and loo_gap < 1e-5, (solver_gap, loo_gap)
+
+    steps = sum(len(p.steps) for g in parsed for p in g)
+    rate = lambda seconds: f"{args.groups / seconds:>10,.0f}"  # noqa: E731
+    print(f"\n{args.groups} groups x N={N}, {steps} steps, d={DIM}")
+    print(f"{'stage':<34}{'seconds':>9}{'groups/s':>11}")
+    for name, seconds in [("parse + normalise", parse_s), ("embed (per-iteration calls)", embed_s),
+                          ("embed (100 groups per call)", embed_batched_s),
+                          ("score_batch (all groups at once)", batch_s),
+                          ("score_group (one call per group)", per_iteration_s),
+                          ("per-rollout loop reference", loop_s)]:
+        print(f"{name:<34}{seconds:>9.3f}{rate(seconds)}")
+    print(f"\nscore_batch vs loop: {loop_s / batch_s:.1f}x; score_group calls vs loop: "
+          f"{loop_s / per_iteration_s:.1f}x (agreement: solver {solver_gap:.1e}, "
+          f"loo {loo_gap:.1e})")
+    print(f"whole run, parse + embed + score_batch: {parse_s + embed_s + batch_s:.2f} s")
+    print(f"peak RSS: {rss_inputs:.0f} MB with inputs, {peak_rss_mb():.0f} MB at the end")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""End to end on the tiny model: the Prefect flow, its artifacts, exact resume after kill -9,
+the refusals, and offline rescoring."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from safetensors.numpy import load_file
+
+from ireasoner.stages.rescore import rescore_run
+from storage import RunStore
+from storage.schemas import TABLES
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "smoke.yaml")
+PER_ITERATION = ("questions", "rollouts", "steps", "rewards", "groups", "metrics")
+
+
+def _train_in_subprocess(overrides: list[str], resume: bool) -> subprocess.Popen:
+    command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", SMOKE]
+    for item in overrides:
+        command += ["--set", item]
+    if resume:
+        command.append("--resume")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _train(overrides: list[str], resume: bool = False) -> str:
+    process = _train_in_subprocess(overrides, resume)
+    output, _ = process.communicate(timeout=900)
+    assert process.returncode == 0, output
+    return output
+
+
+def _adapter_weights(run: Path, iteration: int, role: str) -> dict:
+    path = run / "checkpoints" / f"iter-{iteration:06d}" / "adapters" / role
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_path, tiny_run):
+    run = tmp_path_factory.mktemp("uninterrupted") / "run"
+    _train([*tiny_run, f"storage.run_dir={run}"])
+    return run
+
+
+def test_a_smoke_run_writes_every_artifact_with_its_schema(finished_run):
+    store = RunStore(finished_run)
+    assert store.completed_iterations() == 3
+    for table in PER_ITERATION:
+        for iteration in (1, 2, 3):
+            schema = pq.read_schema(store.table_path(table, iteration))
+            assert schema.equals(TABLES[table], check_metadata=False), table
+    rewards = pl.read_parquet(str(finished_run / "rewards" / "*.parquet"))
+    assert rewards.height == 3 * 3
+    assert rewards["r_sol"].is_finite().all()
+    metrics = pl.read_parquet(str(finished_run / "metrics" / "*.parquet")).sort("iteration")
+    assert metrics["proposer_updated"].to_list() == [False, True, False]
+    assert metrics["solver_loss"].is_not_null().all()
+    assert (finished_run / "skips" / "000000.parquet").is_file()
+    manifest = store.manifest()
+    assert manifest["model_path"] and manifest["config_fingerprint"]
+    # Only the latest checkpoint is kept by default (keep_checkpoints_every = 0).
+    assert [i for i, _ in store.checkpoints()] == [3]
+
+
+def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run, tiny_run, tmp_path):
+    run = tmp_path / "run"
+    overrides = [*tiny_run, f"storage.run_dir={run}"]
+    process = _train_in_subprocess(overrides, resume=False)
+    marker = run / "stages" / "000002" / "propose.json"
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "training never reached iteration 2"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)  # in the middle of iteration 2's solve stage
+    process.wait()
+    assert not (run / "stages" / "000002" / "update.json").exists()
+
+    output = _train(overrides, resume=True)
+    assert "trained 3 iterations" in output
+    for iteration in (1, 2, 3):
+        resumed = pq.read_table(RunStore(run).table_path("rewards", iteration))
+        original = pq.read_table(RunStore(finished_run).table_path("rewards", iteration))
+        assert resumed.equals(original), f"rewards of iteration {iteration} differ"
+    for role in ("solver", "proposer"):
+        resumed, original = _adapter_weights(run, 3, role), _adapter_weights(finished_run, 3, role)
+        assert resumed.keys() == original.keys()
+        for key in original:
+            assert (resumed[key] == original[key]).all(), f"{role} {key} differs"
+
+
+def test_resume_with_a_training_change_is_refused_naming_the_key(finished_run, tiny_run):
+    process = _train_in_subprocess(
+        [*tiny_run, f"storage.run_dir={finished_run}", "rewards.alpha=1.0"], resume=True)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2
+    assert "rewards.alpha: 0.7 -> 1.0" in output and "--run-dir" in output
+
+
+def test_training_into_an_existing_run_without_resume_is_refused(finished_run, tiny_run):
+    process = _train_in_subprocess([*tiny_run, f"storage.run_dir={finished_run}"], resume=False)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 2 and "--resume" in output
+
+
+def test_rescoring_with_the_original_config_reproduces_the_stored_rewards(finished_run, tmp_path):
+    rescore_run(finished_run, [], [], tmp_path / "same")
+    for table in ("rewards", "groups", "steps"):
+        for iteration in (1, 2, 3):
+            stored = pq.read_table(RunStore(finished_run).table_path(table, iteration))
+            again = pq.read_table(RunStore(tmp_path / "same").table_path(table, iteration))
+            assert again.equals(stored), f"{table} of iteration {iteration} differs"
+
+
+def test_rescoring_under_another_config_changes_rewards_and_reports_it(finished_run, tmp_path):
+    report = rescore_run(finished_run, [], ["rewards.lambda_mode=answer_only"], tmp_path / "a")
+    rescored = pl.read_parquet(str(tmp_path / "a" / "rewards" / "*.parquet"))
+    assert (rescored["r_sol"] == rescored["r_ans"]).all()  # lambda = 0: r_sol = r_ans
+    assert "rewards.r_sol" in report and "groups.entropy" in report
+
+
+def test_rescoring_refuses_keys_it_cannot_apply_offline(finished_run, tmp_path):
+    with pytest.raises(ValueError, match="optimization.lr"):
+        rescore_run(finished_run, [], ["optimization.lr=0.5"], tmp_path / "b")
