@@ -20,11 +20,8 @@ from ireasoner.config import load_config
 from ireasoner.inspect.artifacts import iteration_markdown, iteration_table
 from ireasoner.stages.context import RunContext
 from ireasoner.stages.evaluate import evaluate
-from ireasoner.stages.propose import propose
-from ireasoner.stages.runner import run_stage
-from ireasoner.stages.score import score
-from ireasoner.stages.solve import solve
-from ireasoner.stages.update import update
+from ireasoner.stages.registry import stages_for
+from ireasoner.stages.runner import StageFn, run_stage
 from storage import RunStore, run_lock
 
 # The context holds models in memory: tasks run in the flow's process and take it as an
@@ -32,24 +29,9 @@ from storage import RunStore, run_lock
 _TASK = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
-@task(name="propose", **_TASK)
-def propose_task(ctx: RunContext, iteration: int) -> dict:
-    return run_stage(ctx, iteration, "propose", propose)
-
-
-@task(name="solve", **_TASK)
-def solve_task(ctx: RunContext, iteration: int) -> dict:
-    return run_stage(ctx, iteration, "solve", solve)
-
-
-@task(name="score", **_TASK)
-def score_task(ctx: RunContext, iteration: int) -> dict:
-    return run_stage(ctx, iteration, "score", score)
-
-
-@task(name="update", **_TASK)
-def update_task(ctx: RunContext, iteration: int) -> dict:
-    return run_stage(ctx, iteration, "update", update)
+@task(name="stage", **_TASK)
+def stage_task(ctx: RunContext, iteration: int, stage: str, fn: StageFn) -> dict:
+    return run_stage(ctx, iteration, stage, fn)
 
 
 @task(name="evaluate", **_TASK)
@@ -80,6 +62,7 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
     with run_lock(store.root):
         store.open(cfg, resume=resume)
         ctx = RunContext(cfg, store)
+        stages = stages_for(cfg.trainer.kind)
         first = store.completed_iterations() + 1
         total = cfg.schedule.iterations
         logger.info("run %s: iterations %d..%d (config %s)", store.root, first, total,
@@ -89,10 +72,8 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
         if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
             evaluate_task(ctx, first - 1)  # the previous process stopped right before it
         for iteration in range(first, total + 1):
-            propose_task(ctx, iteration)
-            solve_task(ctx, iteration)
-            score_task(ctx, iteration)
-            update_task(ctx, iteration)
+            for stage, fn in stages:
+                stage_task.with_options(name=stage)(ctx, iteration, stage, fn)
             if _evaluation_due(cfg, iteration):
                 evaluate_task(ctx, iteration)
             publish_task(store, iteration)

@@ -162,9 +162,11 @@ class ScheduleConfig(Section):
 
 class EvaluationConfig(Section):
     every: int = Field(0, ge=0)  # 0 = never during training
+    # lmms-eval task names of the paper's eight benchmarks. MathVista and MathVerse are scored
+    # by an LLM judge in lmms-eval: they need OPENAI_API_KEY (else they are recorded as failed).
     tasks: list[str] = [
         "chartqa",
-        "mathvista_testmini",
+        "mathvista_testmini_format",
         "mathvision_test",
         "mathverse_testmini",
         "infovqa_val",
@@ -187,6 +189,19 @@ class StorageConfig(Section):
     keep_checkpoints_every: int = Field(0, ge=0)
 
 
+DEFAULT_CRITIC_PROMPT = (
+    "{question}\n\nA previous answer to this question was judged wrong:\n{response}\n\n"
+    "Look at the image again. Point out the step where this answer stopped following what the "
+    "image shows, and state what the image actually shows there. Be brief."
+)
+DEFAULT_RECTIFIER_PROMPT = (
+    "{question}\n\nA previous answer was judged wrong:\n{response}\n\nA critique of it:\n"
+    "{critique}\n\nLook at the image again and answer anew: describe the relevant visual "
+    "evidence inside <desc> </desc>, reason inside <think> </think>, then give only the final "
+    "answer as \\boxed{...}."
+)
+
+
 class IVRConfig(Section):
     group_size: int = Field(8, ge=2, le=64)
     format_weight: float = Field(0.1, ge=0, le=1)
@@ -200,6 +215,23 @@ class IVRConfig(Section):
     critique_max_new_tokens: int = Field(128, ge=1)
     sft_data: str | None = None
     sft_epochs: int = Field(1, ge=1)
+    # Placeholders: {question}, {response} (the failed rollout) and, for the rectifier, {critique}.
+    critic_prompt: str = DEFAULT_CRITIC_PROMPT
+    rectifier_prompt: str = DEFAULT_RECTIFIER_PROMPT
+    # ivr.labels = dataset: the label columns next to data.image_column (Parquet sources); a
+    # synthetic source labels each image with its first generated question.
+    question_column: str = "question"
+    answer_column: str = "answer"
+
+    @model_validator(mode="after")
+    def _prompts_have_placeholders(self) -> IVRConfig:
+        needed = {"critic_prompt": ("{question}", "{response}"),
+                  "rectifier_prompt": ("{question}", "{response}", "{critique}")}
+        for name, placeholders in needed.items():
+            missing = [p for p in placeholders if p not in getattr(self, name)]
+            if missing:
+                raise ValueError(f"ivr.{name} must contain {', '.join(missing)}")
+        return self
 
 
 class TrainerConfig(Section):

@@ -96,7 +96,52 @@ TABLES: dict[str, pa.Schema] = {
             "proposer_grad_norm", "proposer_examples", "seconds_propose", "seconds_solve",
             "seconds_score", "seconds_update", "seconds_evaluate", "seconds_total")
     ] + [pa.field("proposer_updated", pa.bool_()),
-         pa.field("disagreement", pa.list_(pa.float64()))]),
+         pa.field("disagreement", pa.list_(pa.float64()))] + [
+        # IVR-R1 (trainer.kind ivr_r1); null in iReasoner runs.
+        pa.field(name, pa.float64()) for name in (
+            "r_format", "r_acc", "ivr_reward", "erosion_rate", "critiques", "rectified_kept",
+            "shaped_token_share", "seconds_localise", "seconds_rectify")
+    ] + [pa.field("rectify_success", pa.list_(pa.float64()))]),   # kept / attempted, per round
+    # IVR-R1: one row per on-policy rollout, its reward and the label it was scored against.
+    "ivr_rewards": pa.schema(_KEY + [
+        pa.field("rollout_index", pa.int32(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("label", pa.string()),             # null: no label (pseudo with no answer)
+        pa.field("label_source", pa.string(), nullable=False),   # dataset | pseudo | none
+        pa.field("answer_raw", pa.string()),        # last complete \boxed{} content
+        pa.field("answer", pa.string()),            # normalised; null when unparsable
+        pa.field("r_format", pa.float64()),
+        pa.field("r_acc", pa.float64()),
+        pa.field("reward", pa.float64()),
+        pa.field("eroded", pa.bool_()),             # reward < tau_c with a label: critiqued
+    ]),
+    # IVR-R1: one critique per eroded rollout, linked by (iteration, image_index, rollout_index).
+    "critiques": pa.schema(_KEY + [
+        pa.field("rollout_index", pa.int32(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("seed", pa.int64()),
+        pa.field("text", pa.string()),
+        pa.field("token_ids", pa.list_(pa.int32())),
+        pa.field("num_tokens", pa.int32()),
+        pa.field("finish_reason", pa.string()),
+    ]),
+    # IVR-R1: one row per rectification attempt of an eroded rollout (round 1..M).
+    "rectified": pa.schema(_KEY + [
+        pa.field("rollout_index", pa.int32(), nullable=False),   # the source rollout
+        pa.field("round", pa.int32(), nullable=False),
+        pa.field("image_id", pa.string(), nullable=False),
+        pa.field("seed", pa.int64()),
+        pa.field("text", pa.string()),
+        pa.field("token_ids", pa.list_(pa.int32())),  # as sampled, without the stop token
+        pa.field("num_tokens", pa.int32()),
+        pa.field("finish_reason", pa.string()),
+        pa.field("answer", pa.string()),
+        pa.field("r_format", pa.float64()),
+        pa.field("r_acc", pa.float64()),
+        pa.field("reward_before", pa.float64()),    # the attempt it rewrote (round 1: the rollout)
+        pa.field("reward", pa.float64()),
+        pa.field("kept", pa.bool_(), nullable=False),   # reward >= tau_c, within K_r per group
+    ]),
     # Records of inputs that were skipped, with the reason: nothing is lost silently.
     "skips": pa.schema([
         pa.field("iteration", pa.int32(), nullable=False),

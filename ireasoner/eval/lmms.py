@@ -68,7 +68,7 @@ def lmms_command(task: str, model: str, model_args: str, max_new_tokens: int, ou
     # Greedy with one token budget for every task and backend: --gen_kwargs overrides the
     # task YAMLs' own generation settings.
     command = [
-        sys.executable, "-m", "ireasoner.eval.lmms_entry",
+        sys.executable, "-m", "lmms_eval",
         "--model", model, "--model_args", model_args, "--tasks", task,
         "--gen_kwargs", f"temperature=0,max_new_tokens={max_new_tokens}",
         "--batch_size", str(batch_size), "--output_path", str(output_dir), "--log_samples",

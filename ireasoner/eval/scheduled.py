@@ -82,7 +82,7 @@ def evaluate_pending(
                     continue
                 todo = pending_tasks(target, tasks, retry_failed)
                 if todo:
-                    results.append(_evaluate_target(run.base_model, target, todo, cfg, timeout_s))
+                    results.append(evaluate_target(run.base_model, target, todo, cfg, timeout_s))
     except RunLocked:
         raise EvaluationBusy(f"another evaluation is running on {run_dir}; try again later") from None
     return results
@@ -102,7 +102,7 @@ def pending_tasks(target: EvalTarget, tasks: list[str], retry_failed: bool) -> l
     return [task for task in tasks if task not in done]
 
 
-def _evaluate_target(base_model: str, target: EvalTarget, tasks: list[str], cfg: Config,
+def evaluate_target(base_model: str, target: EvalTarget, tasks: list[str], cfg: Config,
                      timeout_s: float | None) -> EvalResult:
     log.info("evaluating %s on %s", target.label, ", ".join(tasks))
     pixels = (cfg.model.min_pixels, cfg.model.max_pixels)

@@ -237,11 +237,21 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Path | None = None, warmup: bool
                     warm_up_checkpoint(random_dir, staging, seed=seed)
                 else:
                     build_tiny_model(staging, seed)
-                staging.rename(target)
+                _publish(staging, target)
             finally:
                 if staging.exists():  # the build failed
                     shutil.rmtree(staging)
     return target
+
+
+def _publish(staging: Path, target: Path) -> None:
+    """Rename the build into place. A builder that ignores the lock (an older copy of this code)
+    may have published first: its build is as good as ours."""
+    try:
+        staging.rename(target)
+    except OSError:
+        if not _is_complete(target):
+            raise
 
 
 def _is_complete(path: Path) -> bool:

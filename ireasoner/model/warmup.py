@@ -68,22 +68,22 @@ def follows_solver_format(text: str) -> bool:
 
 @torch.no_grad()
 def solver_parse_rate(model, processor, samples: list[SyntheticSample], seed: int = 0,
-                      max_new_tokens: int = 96) -> float:
-    """Fraction of Solver samples (temperature 1.0) with numbered steps and an answer."""
+                      max_new_tokens: int = 160) -> float:
+    """Fraction of Solver samples (temperature 1.0, one per image, generated as one
+    left-padded batch) with numbered steps and a closed answer. The longest warm-up targets
+    run to ~130 tokens, so a smaller `max_new_tokens` truncates formatted traces."""
     solver_cfg = SolverConfig()
-    suppressed = suppressed_token_ids(processor)
+    prompts = [render(processor, solver_text(solver_cfg, s.qa[0].question)) for s in samples]
+    inputs = processor(images=[s.image for s in samples], text=prompts, return_tensors="pt",
+                       padding=True, padding_side="left")
     torch.manual_seed(seed)
-    formatted = 0
-    for sample in samples:
-        prompt = render(processor, solver_text(solver_cfg, sample.qa[0].question))
-        inputs = processor(images=[sample.image], text=[prompt], return_tensors="pt")
-        output = model.generate(
-            **inputs.to(model.device), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
-            max_new_tokens=max_new_tokens, suppress_tokens=suppressed,
-        )
-        text = processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
-        formatted += follows_solver_format(text)
-    return formatted / len(samples)
+    output = model.generate(
+        **inputs.to(model.device), do_sample=True, temperature=1.0, top_p=1.0, top_k=0,
+        max_new_tokens=max_new_tokens, suppress_tokens=suppressed_token_ids(processor),
+    )
+    texts = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:],
+                                   skip_special_tokens=True)
+    return sum(follows_solver_format(text) for text in texts) / len(texts)
 
 
 def warm_up_checkpoint(random_dir: Path, out_dir: Path, seed: int = 0) -> WarmupReport:

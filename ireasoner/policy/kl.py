@@ -57,7 +57,8 @@ def mean_over_response(token_values: torch.Tensor, response_mask: torch.Tensor) 
 
 @dataclass
 class AdaptiveBeta:
-    """β of Eq. 8: β ← clip(β·exp(η·(KL − τ)/τ), β_min, β_max); fixed when `adaptive` is off."""
+    """β of Eq. 8: β ← clip(β·exp(η·(KL − τ)/τ), β_min, β_max); fixed when `adaptive` is off.
+    The controller is multiplicative, so β = 0 (allowed when β_min = 0) stays 0."""
 
     value: float
     target: float

@@ -8,7 +8,9 @@ Layout of a state directory (no pickle anywhere):
     state.json      per role: step, baseline, β, optimizer structure; python and numpy RNG
 
 The directory is written to a temporary sibling and renamed into place, so a reader sees the
-whole previous state or the whole new one.
+whole previous state or the whole new one. Save → load → update gives bitwise the loss and
+weights of continuing in memory on CPU fp32 (LoRA dropout included: the RNG states travel too);
+on CUDA, nondeterministic kernels may differ in the last bits.
 """
 
 from __future__ import annotations

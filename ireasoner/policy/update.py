@@ -28,7 +28,7 @@ from ireasoner.config import KLConfig, OptimizationConfig
 from ireasoner.policy.adapters import adapter_parameters, use_adapter
 from ireasoner.policy.batch import MicroBatch, Response, iter_micro_batches
 from ireasoner.policy.kl import AdaptiveBeta, exact_token_kl, k3_token_kl, mean_over_response
-from ireasoner.policy.logprobs import forward_logprobs
+from ireasoner.policy.logprobs import TokenLogprobs, forward_logprobs
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,8 @@ class RoleTrainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step += 1
+        next_beta = self.beta.update(totals.kl)
+        next_baseline = self.baseline.update(rewards)
         return UpdateStats(
             role=self.role,
             step=self.step,
@@ -144,9 +146,9 @@ class RoleTrainer:
             pg_loss=totals.pg_loss,
             kl=totals.kl,
             beta=beta,
-            next_beta=self.beta.update(totals.kl),
+            next_beta=next_beta,
             baseline=baseline,
-            next_baseline=self.baseline.update(rewards),
+            next_baseline=next_baseline,
             advantage_mean=float(advantages.mean()),
             advantage_std=float(advantages.std(unbiased=False)),
             grad_norm=grad_norm,
@@ -191,14 +193,14 @@ class RoleTrainer:
             next(self.model.parameters()).device,
         )
 
-    def _reference(self, batch: MicroBatch):
+    def _reference(self, batch: MicroBatch) -> TokenLogprobs:
         # Eval mode: the reference is a fixed distribution, never a dropout sample of one.
         with evaluating(self.model), self.model.disable_adapter(), torch.no_grad():
             return forward_logprobs(
                 self.model, batch, full=self._exact, precision=self.optimization.precision
             )
 
-    def _rollout_kl(self, policy, reference) -> torch.Tensor:
+    def _rollout_kl(self, policy: TokenLogprobs, reference: TokenLogprobs) -> torch.Tensor:
         if self._exact:
             per_token = exact_token_kl(policy.full, reference.full)
         else:
@@ -223,11 +225,11 @@ class LossTotals:
 def rewards_tensor(examples: Sequence[PolicyExample]) -> torch.Tensor:
     if not examples:
         raise ValueError("an update needs at least one example with a non-empty response")
-    rewards = torch.tensor([float(example.reward) for example in examples], dtype=torch.float64)
-    bad = [index for index, reward in enumerate(rewards.tolist()) if not math.isfinite(reward)]
+    rewards = torch.tensor([float(example.reward) for example in examples])
+    bad = (~torch.isfinite(rewards)).nonzero().flatten().tolist()
     if bad:
         raise ValueError(f"rewards must be finite; examples {bad} are not")
-    return rewards.float()
+    return rewards
 
 
 @contextlib.contextmanager

@@ -12,6 +12,7 @@ import shutil
 from functools import cached_property
 from pathlib import Path
 
+import torch
 from PIL import Image
 
 from ireasoner.config import Config
@@ -23,6 +24,7 @@ from ireasoner.model.loading import Backbone, load_backbone
 from ireasoner.policy.adapters import ROLES, attach_adapters
 from ireasoner.policy.state import load_policy_state, save_policy_state
 from ireasoner.policy.update import RoleTrainer
+from ireasoner.seeding import derive_seed
 from storage import RunStore
 from storage.run import COMPLETE_MARKER
 from storage.schemas import make_table
@@ -64,6 +66,9 @@ class RunContext:
 
     @cached_property
     def policy(self):
+        # LoRA's A matrices are drawn from torch's global generator: seed it, or two processes
+        # of the same run would start from different adapters.
+        torch.manual_seed(derive_seed(self.config.trainer.seed, 0, "solver"))
         return attach_adapters(self.backbone.model, self.config.lora)
 
     @cached_property

@@ -36,4 +36,4 @@ def test_malformed_solver_text_does_not_count_as_formatted(text):
 def test_warmed_model_mostly_samples_formatted_solver_traces(tiny_backbone):
     held_out = generate_samples(12, seed=424242, size=WARMUP_IMAGE_SIZE)
     rate = solver_parse_rate(tiny_backbone.model, tiny_backbone.processor, held_out, seed=0)
-    assert rate >= 0.6
+    assert rate >= 0.75  # 11/12 when measured; the random model scores 0

@@ -2,12 +2,12 @@
 
 import pytest
 
-# 3 iterations x 1 image x 3 rollouts of <= 64 tokens; the Proposer updates at iteration 2.
+# 3 iterations x 1 image x 3 rollouts of <= 128 tokens; the Proposer updates at iteration 2.
 TINY_RUN = [
     "schedule.iterations=3",
     "schedule.images_per_iteration=1",
     "solver.num_rollouts=3",
-    "solver.max_new_tokens=64",
+    "solver.max_new_tokens=128",
     "proposer.max_new_tokens=24",
     "proposer.update_every=2",
     "data.synthetic_count=4",

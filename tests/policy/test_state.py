@@ -55,6 +55,7 @@ def assert_identical(left, right):
         assert all(torch.equal(a, b) for a, b in zip(left[role], right[role], strict=True))
 
 
+@pytest.mark.slow  # several forward and backward passes
 def test_resume_continues_exactly_like_the_uninterrupted_run(tiny_backbone, tiny_images,
                                                              tmp_path):
     model, trainers = build(tiny_backbone)

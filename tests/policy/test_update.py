@@ -120,19 +120,23 @@ def test_kl_is_positive_once_the_adapter_has_moved(policy, tiny_images):
     assert trainer.update(examples).kl > 0
 
 
+@pytest.mark.slow  # several forward and backward passes
 def test_micro_batches_accumulate_the_one_batch_gradient(policy, tiny_images):
     model, processor = policy
-    examples = make_examples(processor, tiny_images, [1.0, 0.0, 0.3, 0.9])
-    make_trainer(model, processor, kl=KLConfig(), lr=1e-2).update(examples)  # B ≠ 0
-    advantages = torch.tensor([0.5, -0.5, -0.2, 0.4])
+    with torch.no_grad():  # LoRA B starts at 0, which would leave every A gradient at 0
+        for name, param in model.named_parameters():
+            if "lora_B.solver" in name:
+                param.normal_(std=0.1)
+    examples = make_examples(processor, tiny_images, [1.0, 0.0, 0.3])
+    advantages = torch.tensor([0.5, -0.5, -0.2])
     gradients = []
-    for micro_batch_size in (1, 3, 4):
+    for micro_batch_size in (3, 2):  # one pass, then uneven micro-batches of 2 and 1
         trainer = make_trainer(model, processor, kl=KLConfig(), micro_batch_size=micro_batch_size)
         trainer.accumulate_gradients(examples, advantages, beta=0.5)
         gradients.append(torch.cat([p.grad.flatten() for p in trainer.parameters]))
-    assert gradients[0].abs().max() > 1e-3  # padding changes float sums: not bitwise
+    assert gradients[0].abs().max() > 1e-3
+    # Padding to another width changes float summation order: close, not bitwise.
     torch.testing.assert_close(gradients[1], gradients[0], rtol=1e-4, atol=1e-6)
-    torch.testing.assert_close(gradients[2], gradients[0], rtol=1e-4, atol=1e-6)
 
 
 def test_update_reports_its_batch_and_adapts_beta(policy, tiny_images):
