@@ -34,26 +34,13 @@ from ireasoner.engines import (  # noqa: E402
 )
 from ireasoner.engines.transformers_engine import TransformersEngine  # noqa: E402
 from ireasoner.model.loading import Backbone, load_backbone  # noqa: E402
-from ireasoner.model.tiny import build_config, build_processor, build_tokenizer  # noqa: E402
+from ireasoner.model.real_size import real_size_checkpoint  # noqa: E402
 from ireasoner.policy.adapters import PROPOSER, SOLVER, attach_adapters, use_adapter  # noqa: E402
 from ireasoner.prompts import solver_text  # noqa: E402
 
 N_ROLLOUTS = 5
 SWAP_RANK = 16
 # Qwen2.5-VL-7B-Instruct's published shapes.
-QWEN25_VL_7B_TEXT = {
-    "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-    "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
-    "max_position_embeddings": 128000, "rms_norm_eps": 1e-6,
-    "rope_parameters": {"rope_type": "default", "rope_theta": 1_000_000.0,
-                        "mrope_section": [16, 24, 24]},
-}
-QWEN25_VL_7B_VISION = {
-    "depth": 32, "hidden_size": 1280, "intermediate_size": 3420, "num_heads": 16,
-    "out_hidden_size": 3584, "fullatt_block_indexes": [7, 15, 23, 31],
-}
-
-
 def requests_for(batch: int, seed: int) -> list[GenerationRequest]:
     samples = generate_samples(batch, seed=seed, size=(336, 336))
     return [
@@ -109,17 +96,6 @@ def transformers_swap_latency(policy: PeftModel) -> float:
     """In memory there is nothing to load: switching the active adapter is the whole cost."""
     elapsed, _ = timed(lambda: [use_adapter(policy, name) for name in (PROPOSER, SOLVER)] * 10)
     return elapsed / 20
-
-
-def real_size_checkpoint(out_dir: Path) -> Path:
-    """A 7B-shaped config with the tiny tokenizer's special-token ids; no weights on disk."""
-    tokenizer = build_tokenizer(seed=0)
-    config = build_config(tokenizer)
-    config.text_config.update(QWEN25_VL_7B_TEXT)
-    config.vision_config.update(QWEN25_VL_7B_VISION)
-    config.save_pretrained(out_dir)
-    build_processor(tokenizer).save_pretrained(out_dir)
-    return out_dir
 
 
 def real_size_backbone(path: Path) -> Backbone:

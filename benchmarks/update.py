@@ -21,7 +21,6 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
-from rollouts import QWEN25_VL_7B_TEXT, QWEN25_VL_7B_VISION  # noqa: E402
 from transformers import Qwen2_5_VLForConditionalGeneration  # noqa: E402
 
 from ireasoner.config import (  # noqa: E402
@@ -33,7 +32,8 @@ from ireasoner.config import (  # noqa: E402
 )
 from ireasoner.data.synthetic import generate_samples  # noqa: E402
 from ireasoner.model.loading import load_backbone  # noqa: E402
-from ireasoner.model.tiny import build_config, build_processor, build_tokenizer  # noqa: E402
+from ireasoner.model.real_size import real_size_config  # noqa: E402
+from ireasoner.model.tiny import build_processor, build_tokenizer  # noqa: E402
 from ireasoner.policy.adapters import SOLVER, attach_adapters  # noqa: E402
 from ireasoner.policy.update import PolicyExample, RoleTrainer  # noqa: E402
 from ireasoner.prompts import render, solver_text  # noqa: E402
@@ -95,15 +95,8 @@ def tiny(args: argparse.Namespace) -> None:
 def real_size(args: argparse.Namespace) -> None:
     # The tiny tokenizer and processor stand in for Qwen's: the same special tokens and image
     # processor (14 px patches, 2 x 2 merge), so inputs have the 7B run's shapes.
-    tokenizer = build_tokenizer()
-    processor = build_processor(tokenizer)
-    config = build_config(tokenizer)
-    config.text_config.update(QWEN25_VL_7B_TEXT)
-    config.vision_config.update(QWEN25_VL_7B_VISION)
-    # The tiny config lists its 2 layers' types; the 7B's 28 are all full attention.
-    layers = QWEN25_VL_7B_TEXT["num_hidden_layers"]
-    config.text_config.update({"layer_types": ["full_attention"] * layers,
-                               "max_window_layers": layers})
+    processor = build_processor(build_tokenizer())
+    config = real_size_config()
     if not torch.cuda.is_available():
         with torch.device("meta"):
             model = Qwen2_5_VLForConditionalGeneration(config)

@@ -42,8 +42,9 @@ def evaluate_task(ctx: RunContext, iteration: int) -> dict:
 @task(name="publish", **_TASK)
 def publish_task(store: RunStore, iteration: int) -> None:
     key = f"iteration-{iteration:06d}"
-    create_table_artifact(table=iteration_table(store, iteration), key=f"{key}-rollouts",
-                          description=f"Rollouts and rewards of iteration {iteration}")
+    if store.has_table("rewards", iteration):  # iReasoner's table; IVR-R1 writes ivr_rewards
+        create_table_artifact(table=iteration_table(store, iteration), key=f"{key}-rollouts",
+                              description=f"Rollouts and rewards of iteration {iteration}")
     create_markdown_artifact(markdown=iteration_markdown(store, iteration), key=f"{key}-summary",
                              description=f"Summary of iteration {iteration}")
 

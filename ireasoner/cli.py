@@ -46,6 +46,14 @@ def _parser() -> argparse.ArgumentParser:
                       help="delete an existing run in --run-dir first")
     train.set_defaults(handler=_train)
 
+    sft = sub.add_parser("sft", help="IVR-R1 cold start: fine-tune the Solver adapter on "
+                         "ivr.sft_data into a new run's checkpoint 0 (then train --resume)")
+    _config_args(sft)
+    sft.add_argument("--run-dir", help="the new run's directory (default: storage.run_dir)")
+    sft.add_argument("--data", help="the traces Parquet (sets ivr.sft_data; pass the same to "
+                     "train)")
+    sft.set_defaults(handler=_sft)
+
     check = sub.add_parser("config", help="validate and print the resolved config")
     _config_args(check)
     check.set_defaults(handler=_config)
@@ -129,6 +137,19 @@ def _train(args: argparse.Namespace) -> int:
     result = train(config=[str(p) for p in args.config], overrides=overrides,
                    resume=args.resume)
     print(f"trained {result['iterations']} iterations; artifacts in {result['run_dir']}")
+    return 0
+
+
+def _sft(args: argparse.Namespace) -> int:
+    overrides = list(args.overrides)
+    if args.data:
+        overrides.append(f"ivr.sft_data={args.data}")
+    load_config(args.config, overrides)  # validated before anything heavy
+    from flows.sft import sft
+
+    result = sft(config=[str(p) for p in args.config], overrides=overrides, run_dir=args.run_dir)
+    print(f"fine-tuned the solver adapter on {result['examples']} traces in {result['steps']} "
+          f"steps; checkpoint 0 of {result['run_dir']}")
     return 0
 
 

@@ -215,6 +215,7 @@ class IVRConfig(Section):
     critique_max_new_tokens: int = Field(128, ge=1)
     sft_data: str | None = None
     sft_epochs: int = Field(1, ge=1)
+    sft_lr: float = Field(1e-5, gt=0, le=1)
     # Placeholders: {question}, {response} (the failed rollout) and, for the rectifier, {critique}.
     critic_prompt: str = DEFAULT_CRITIC_PROMPT
     rectifier_prompt: str = DEFAULT_RECTIFIER_PROMPT

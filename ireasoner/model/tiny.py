@@ -28,7 +28,6 @@ from transformers import (
 
 from ireasoner.config import DEFAULT_PROPOSER_PROMPT, DEFAULT_SOLVER_PROMPT
 from ireasoner.data.synthetic import generate_samples
-from ireasoner.model.warmup import warm_up_checkpoint
 
 # Bump whenever the recipe below changes: it names the cache directory, so stale builds are
 # never reused.
@@ -234,6 +233,10 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Path | None = None, warmup: bool
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
             try:
                 if random_dir is not None:
+                    # Imported here: the warm-up trains with ireasoner.policy, which itself
+                    # imports ireasoner.model (a module-level import would be a cycle).
+                    from ireasoner.model.warmup import warm_up_checkpoint
+
                     warm_up_checkpoint(random_dir, staging, seed=seed)
                 else:
                     build_tiny_model(staging, seed)

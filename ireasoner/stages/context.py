@@ -22,6 +22,7 @@ from ireasoner.engines import AdapterRef, RolloutEngine
 from ireasoner.engines.factory import make_engine
 from ireasoner.model.loading import Backbone, load_backbone
 from ireasoner.policy.adapters import ROLES, attach_adapters
+from ireasoner.policy.grpo import GRPOTrainer
 from ireasoner.policy.state import load_policy_state, save_policy_state
 from ireasoner.policy.update import RoleTrainer
 from ireasoner.seeding import derive_seed
@@ -73,8 +74,13 @@ class RunContext:
 
     @cached_property
     def trainers(self) -> dict[str, RoleTrainer]:
-        return {role: RoleTrainer(self.policy, self.backbone.processor, role,
-                                  self.config.optimization, self.config.kl) for role in ROLES}
+        cfg, processor = self.config, self.backbone.processor
+        trainers = {role: RoleTrainer(self.policy, processor, role, cfg.optimization, cfg.kl)
+                    for role in ROLES}
+        if cfg.trainer.kind == "ivr_r1":  # IVR-R1 trains the Solver with GRPO (spec §6)
+            trainers["solver"] = GRPOTrainer(self.policy, processor, "solver", cfg.optimization,
+                                             cfg.kl, cfg.ivr)
+        return trainers
 
     def restore(self) -> None:
         """Load the state after the last completed iteration (once per process)."""

@@ -22,7 +22,7 @@ def update(ctx: RunContext, iteration: int) -> dict:
     ctx.restore()
     cfg = ctx.config
     stats: dict[str, UpdateStats] = {}
-    with _engine_asleep(ctx):
+    with engine_asleep(ctx):
         solver_examples = _solver_examples(ctx, iteration)
         if solver_examples:
             # LoRA dropout draws from torch's global generator: seeding it per iteration makes
@@ -42,7 +42,7 @@ def update(ctx: RunContext, iteration: int) -> dict:
 
 
 @contextlib.contextmanager
-def _engine_asleep(ctx: RunContext):
+def engine_asleep(ctx: RunContext):
     """Let the trainer have the GPU memory of a colocated vLLM engine during the update."""
     asleep = ctx.config.rollout.sleep_during_update and "engine" in ctx.__dict__
     if asleep:
@@ -115,15 +115,15 @@ def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) 
         questions_fallback=float(status.str.starts_with("fallback").sum()),
         questions_skipped=float(status.str.starts_with("skipped").sum()),
         rollouts=float(rewards.height),
-        answer_rate=_mean(rewards["answer"].is_not_null()),
-        steps_rate=_mean(rewards["num_steps"] > 0),
-        mean_steps=_mean(rewards["num_steps"]),
-        r_ans=_mean(rewards["r_ans"]), r_step=_mean(rewards["r_step"]),
-        r_sol=_mean(rewards["r_sol"]),
-        entropy=_mean(groups["entropy"]), group_fraction=_mean(groups["group_fraction"]),
-        proposer_reward=_mean(groups["proposer_reward"]),
-        step_similarity=_mean(groups["mean_step_similarity"]),
-        valid_positions=_mean(groups["valid_positions"]), lam=_mean(groups["lam"]),
+        answer_rate=mean_or_none(rewards["answer"].is_not_null()),
+        steps_rate=mean_or_none(rewards["num_steps"] > 0),
+        mean_steps=mean_or_none(rewards["num_steps"]),
+        r_ans=mean_or_none(rewards["r_ans"]), r_step=mean_or_none(rewards["r_step"]),
+        r_sol=mean_or_none(rewards["r_sol"]),
+        entropy=mean_or_none(groups["entropy"]), group_fraction=mean_or_none(groups["group_fraction"]),
+        proposer_reward=mean_or_none(groups["proposer_reward"]),
+        step_similarity=mean_or_none(groups["mean_step_similarity"]),
+        valid_positions=mean_or_none(groups["valid_positions"]), lam=mean_or_none(groups["lam"]),
         disagreement=_mean_lists(groups["disagreement"].to_list()),
         proposer_updated="proposer" in stats,
     )
@@ -144,7 +144,7 @@ def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) 
     return row
 
 
-def _mean(series: pl.Series) -> float | None:
+def mean_or_none(series: pl.Series) -> float | None:
     value = series.cast(pl.Float64).mean()
     return None if value is None or math.isnan(value) else float(value)
 

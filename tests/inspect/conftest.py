@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 
 from ireasoner.config import Config, SolverConfig
@@ -75,7 +76,8 @@ def _group(t: int, k: int) -> dict:
 
 
 def _metrics(t: int) -> dict:
-    row = {name: 0.0 for name in make_table("metrics", []).schema.names}
+    schema = make_table("metrics", []).schema
+    row = {f.name: None if pa.types.is_list(f.type) else 0.0 for f in schema}
     row.update(iteration=t, solver_loss=0.25, solver_kl=0.01, solver_beta=1e-3,
                proposer_updated=False, disagreement=[0.2] + [NAN] * 7, proposer_loss=NAN)
     return row

@@ -1,0 +1,100 @@
+"""IVR-R1 end to end on the tiny model through the training flow: critiques and rectified
+rollouts with their links, and exact resume after kill -9."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from safetensors.numpy import load_file
+
+from storage import RunStore
+from storage.schemas import TABLES
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+SMOKE = str(REPO / "configs" / "ivr_r1_smoke.yaml")
+TINY = ["schedule.iterations=2", "solver.max_new_tokens=32", "ivr.critique_max_new_tokens=16",
+        "ivr.rectify_rounds=2", "data.synthetic_count=4"]
+PER_ITERATION = ("questions", "rollouts", "ivr_rewards", "critiques", "rectified", "metrics")
+
+
+def _start(run: Path, resume: bool = False) -> subprocess.Popen:
+    command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", SMOKE]
+    for item in [*TINY, f"storage.run_dir={run}"]:
+        command += ["--set", item]
+    if resume:
+        command.append("--resume")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+def _finish(process: subprocess.Popen) -> str:
+    output, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, output
+    return output
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_model_path):
+    run = tmp_path_factory.mktemp("ivr") / "run"
+    _finish(_start(run))
+    return run
+
+
+def test_an_ivr_run_writes_critiques_and_rectifications_linked_to_their_rollouts(finished_run):
+    store = RunStore(finished_run)
+    assert store.completed_iterations() == 2
+    for table in PER_ITERATION:
+        for iteration in (1, 2):
+            schema = pq.read_schema(store.table_path(table, iteration))
+            assert schema.equals(TABLES[table], check_metadata=False), table
+    rewards = pl.read_parquet(str(finished_run / "ivr_rewards" / "*.parquet"))
+    critiques = pl.read_parquet(str(finished_run / "critiques" / "*.parquet"))
+    rectified = pl.read_parquet(str(finished_run / "rectified" / "*.parquet"))
+    key = ["iteration", "image_index", "rollout_index"]
+    assert rewards.height == 2 * 3 and (rewards["label_source"] == "dataset").all()
+    eroded = rewards.filter(pl.col("eroded")).select(key).sort(key)
+    assert critiques.height > 0 and critiques.select(key).sort(key).equals(eroded)
+    assert rectified.height > 0
+    assert rectified.join(critiques, on=key, how="anti").height == 0  # every one has a critique
+    assert set(rectified["round"].to_list()) <= {1, 2}
+    metrics = pl.read_parquet(str(finished_run / "metrics" / "*.parquet")).sort("iteration")
+    assert metrics["solver_loss"].is_not_null().all()
+    assert metrics["erosion_rate"].to_list() == [
+        float(rewards.filter(pl.col("iteration") == i)["eroded"].mean()) for i in (1, 2)]
+    assert metrics["r_step"].is_null().all()  # iReasoner-only columns stay null
+
+
+def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
+        finished_run, tmp_path):
+    run = tmp_path / "run"
+    process = _start(run)
+    marker = run / "stages" / "000002" / "score.json"
+    deadline = time.monotonic() + 600
+    while not marker.exists():
+        assert process.poll() is None, process.stdout.read()
+        assert time.monotonic() < deadline, "training never reached iteration 2's localise"
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (run / "stages" / "000002" / "update.json").exists()
+
+    assert "trained 2 iterations" in _finish(_start(run, resume=True))
+    for table in ("ivr_rewards", "critiques", "rectified"):
+        for iteration in (1, 2):
+            resumed = pq.read_table(RunStore(run).table_path(table, iteration))
+            original = pq.read_table(RunStore(finished_run).table_path(table, iteration))
+            assert resumed.equals(original), f"{table} of iteration {iteration} differs"
+    adapter = Path("checkpoints") / "iter-000002" / "adapters" / "solver" / "adapter_model.safetensors"
+    resumed, original = load_file(str(run / adapter)), load_file(str(finished_run / adapter))
+    assert resumed.keys() == original.keys()
+    assert all((resumed[k] == original[k]).all() for k in original)
