@@ -26,6 +26,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 import polars as pl  # noqa: E402
+import pyarrow as pa  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.artifacts import (  # noqa: E402
     create_markdown_artifact,
@@ -110,7 +111,7 @@ def _paper_tables(iteration: int) -> dict[str, object]:
 def _full_metrics(partial: dict) -> dict:
     from storage.schemas import TABLES
 
-    row = {name: 0.5 for name in TABLES["metrics"].names}
+    row = {f.name: None if pa.types.is_list(f.type) else 0.5 for f in TABLES["metrics"]}
     row.update(partial)
     return row
 
