@@ -219,8 +219,9 @@ class IVRConfig(Section):
     # Placeholders: {question}, {response} (the failed rollout) and, for the rectifier, {critique}.
     critic_prompt: str = DEFAULT_CRITIC_PROMPT
     rectifier_prompt: str = DEFAULT_RECTIFIER_PROMPT
-    # ivr.labels = dataset: the label columns next to data.image_column (Parquet sources); a
-    # synthetic source labels each image with its first generated question.
+    # ivr.labels = dataset: the label columns next to data.image_column (Parquet sources) or in
+    # the directory's manifest.parquet / manifest.jsonl (one row per `image`, its relative
+    # path); a synthetic source labels each image with its first generated question.
     question_column: str = "question"
     answer_column: str = "answer"
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +13,9 @@ import pyarrow.parquet as pq
 from ireasoner.config import DataConfig, IVRConfig
 from ireasoner.data.sources import ID_COLUMN, DataSourceError
 from ireasoner.data.synthetic import generate_samples
+
+MANIFESTS = ("manifest.parquet", "manifest.jsonl")
+MANIFEST_IMAGE = "image"
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,38 @@ def load_labels(data: DataConfig, ivr: IVRConfig) -> dict[str, Label]:
         return {s.image_id: Label(s.qa[0].question, s.qa[0].answer) for s in samples if s.qa}
     if data.source == "parquet":
         return _parquet_labels(Path(str(data.path)), ivr)
-    raise DataSourceError(f"ivr.labels 'dataset' needs data.source 'parquet' or 'synthetic', "
-                          f"not {data.source!r}")
+    if data.source == "directory":
+        return _manifest_labels(Path(str(data.path)), ivr)
+    raise DataSourceError(f"ivr.labels 'dataset' needs data.source 'parquet', 'directory' (with "
+                          f"a manifest) or 'synthetic', not {data.source!r}")
+
+
+def _manifest_labels(root: Path, ivr: IVRConfig) -> dict[str, Label]:
+    """A directory of images labelled by `manifest.parquet` or `manifest.jsonl` in it: one row
+    per image, `image` (its path relative to the directory: the directory source's image id)
+    and the question and answer columns."""
+    found = [root / name for name in MANIFESTS if (root / name).is_file()]
+    if not found:
+        raise DataSourceError(f"{root} has no label manifest ({' or '.join(MANIFESTS)})")
+    manifest = found[0]
+    if manifest.suffix == ".parquet":
+        rows = pq.read_table(manifest).to_pylist()
+    else:
+        lines = manifest.read_text(encoding="utf-8").splitlines()
+        try:
+            rows = [json.loads(line) for line in lines if line.strip()]
+        except json.JSONDecodeError as err:
+            raise DataSourceError(f"{manifest}: not JSON lines ({err})") from None
+    wanted = [MANIFEST_IMAGE, ivr.question_column, ivr.answer_column]
+    labels: dict[str, Label] = {}
+    for number, row in enumerate(rows, start=1):
+        missing = [c for c in wanted if c not in row]
+        if missing:
+            raise DataSourceError(f"{manifest} row {number}: no {missing}; each row needs {wanted}")
+        question, answer = row[ivr.question_column], row[ivr.answer_column]
+        if question is not None and answer is not None:
+            labels[str(row[MANIFEST_IMAGE])] = Label(str(question), str(answer))
+    return labels
 
 
 def _parquet_labels(root: Path, ivr: IVRConfig) -> dict[str, Label]:

@@ -28,9 +28,11 @@ def evaluate(ctx: RunContext, iteration: int) -> dict:
 
 def evaluate_run_checkpoint(store: RunStore, checkpoint: str, tasks: list[str] | None,
                             limit: int | None):
-    """`ireasoner evaluate RUN --checkpoint latest|base|N`: returns the comparison table."""
+    """`ireasoner evaluate RUN --checkpoint latest|base|N`: returns this evaluation's results
+    and the comparison with the base model and the paper's Table 1."""
+    import polars as pl
+
     from ireasoner.eval.report import compare_table
-    from ireasoner.eval.runner import read_results
 
     if checkpoint == "latest":
         label = store.checkpoints()[-1][1].name if store.checkpoints() else None
@@ -43,7 +45,11 @@ def evaluate_run_checkpoint(store: RunStore, checkpoint: str, tasks: list[str] |
     result = _evaluate_label(store, label, tasks, limit)
     if result is None:
         return f"{label}: every task already evaluated (see {store.root / 'eval' / label})"
-    return compare_table(read_results(result.results_path).to_pandas())
+    rows = "\n".join(f"{r.task:<28} {r.metric!s:<36} {r.value!s:<10} {r.status} {r.error or ''}"
+                     for r in result.rows)
+    every = pl.concat([pl.read_parquet(path) for path in (store.root / "eval").glob("*/results.parquet")],
+                      how="diagonal_relaxed")
+    return f"{rows}\n\n{compare_table(every, label)}\n\nresults: {result.results_path}"
 
 
 def _evaluate_label(store: RunStore, label: str, tasks: list[str] | None, limit: int | None):

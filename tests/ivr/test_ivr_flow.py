@@ -25,16 +25,17 @@ TINY = ["schedule.iterations=2", "solver.max_new_tokens=32", "ivr.critique_max_n
 PER_ITERATION = ("questions", "rollouts", "ivr_rewards", "critiques", "rectified", "metrics")
 
 
-def _start(run: Path, resume: bool = False) -> subprocess.Popen:
+def _start(run: Path, resume: bool = False, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", SMOKE]
-    for item in [*TINY, f"storage.run_dir={run}"]:
+    for item in [*TINY, *extra, f"storage.run_dir={run}"]:
         command += ["--set", item]
     if resume:
         command.append("--resume")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _finish(process: subprocess.Popen) -> str:
@@ -84,7 +85,8 @@ def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
         assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "training never reached iteration 2's localise"
         time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
+    # The whole process group, as a crash would: the trainer and its embedded Prefect server.
+    os.killpg(process.pid, signal.SIGKILL)
     process.wait()
     assert not (run / "stages" / "000002" / "update.json").exists()
 
@@ -98,3 +100,18 @@ def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
     resumed, original = load_file(str(run / adapter)), load_file(str(finished_run / adapter))
     assert resumed.keys() == original.keys()
     assert all((resumed[k] == original[k]).all() for k in original)
+
+
+def test_pseudo_labels_come_from_the_proposer_and_the_dominant_boxed_answer(tmp_path,
+                                                                          tiny_model_path):
+    run = tmp_path / "pseudo"
+    _finish(_start(run, extra=("ivr.labels=pseudo", "schedule.iterations=1")))
+    questions = pl.read_parquet(str(run / "questions" / "*.parquet"))
+    rewards = pl.read_parquet(str(run / "ivr_rewards" / "*.parquet"))
+    # The Proposer wrote the question (its raw output is kept), not a dataset.
+    assert questions["raw_output"].is_not_null().all()
+    assert set(rewards["label_source"]) <= {"pseudo", "none"}
+    # A pseudo label is the group's dominant boxed answer, so some rollout gave it.
+    for group in rewards.filter(pl.col("label_source") == "pseudo").partition_by("image_index"):
+        assert group["label"][0] in set(group["answer"].to_list())
+

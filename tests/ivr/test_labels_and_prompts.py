@@ -1,6 +1,7 @@
 """Dataset labels for ivr.labels = dataset, and the critic / rectifier texts."""
 
 import io
+import json
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -35,6 +36,31 @@ def test_missing_label_columns_are_named(tmp_path):
     pq.write_table(pa.table({"image": [_png()]}), path)
     with pytest.raises(DataSourceError, match="question"):
         load_labels(DataConfig(source="parquet", path=str(path)), IVRConfig())
+
+
+def test_directory_labels_come_from_its_manifest_keyed_like_the_loaded_images(tmp_path):
+    (tmp_path / "sub").mkdir()
+    for name in ("a.png", "sub/b.png", "c.png"):
+        (tmp_path / name).write_bytes(_png())
+    rows = [{"image": "a.png", "question": "qa", "answer": "1"},
+            {"image": "sub/b.png", "question": "qb", "answer": "2"},
+            {"image": "c.png", "question": None, "answer": "3"}]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    data = DataConfig(source="directory", path=str(tmp_path), shuffle=False)
+    labels = load_labels(data, IVRConfig())
+    image_ids = {r.image_id for r in load_images(data).records}
+    assert set(labels) == {"a.png", "sub/b.png"} <= image_ids
+    assert labels["sub/b.png"].question == "qb"
+
+
+def test_a_directory_without_a_manifest_or_with_a_bad_row_is_a_clear_error(tmp_path):
+    (tmp_path / "a.png").write_bytes(_png())
+    data = DataConfig(source="directory", path=str(tmp_path))
+    with pytest.raises(DataSourceError, match="no label manifest"):
+        load_labels(data, IVRConfig())
+    (tmp_path / "manifest.jsonl").write_text('{"image": "a.png", "question": "q"}\n')
+    with pytest.raises(DataSourceError, match=r"row 1: no \['answer'\]"):
+        load_labels(DataConfig(source="directory", path=str(tmp_path), seed=1), IVRConfig())
 
 
 def test_synthetic_images_are_labelled_with_their_first_question():

@@ -2,7 +2,8 @@
 
 import pytest
 
-# 3 iterations x 1 image x 3 rollouts of <= 128 tokens; the Proposer updates at iteration 2.
+# 3 iterations x 1 image x 3 rollouts of <= 128 tokens; the Proposer updates at iteration 2;
+# the Solver is evaluated after iteration 3.
 TINY_RUN = [
     "schedule.iterations=3",
     "schedule.images_per_iteration=1",
@@ -13,6 +14,10 @@ TINY_RUN = [
     "data.synthetic_count=4",
     "rewards.warmup_iterations=1",
     "rewards.ramp_iterations=1",
+    # Evaluate the final Solver on the project's local lmms-eval task (no download).
+    "evaluation.every=3",
+    "evaluation.limit=2",
+    "evaluation.max_new_tokens=32",
 ]
 
 

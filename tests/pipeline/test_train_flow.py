@@ -33,7 +33,8 @@ def _train_in_subprocess(overrides: list[str], resume: bool) -> subprocess.Popen
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
            "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
 
 
 def _train(overrides: list[str], resume: bool = False) -> str:
@@ -75,6 +76,26 @@ def test_a_smoke_run_writes_every_artifact_with_its_schema(finished_run):
     assert [i for i, _ in store.checkpoints()] == [3]
 
 
+def test_the_flow_evaluates_the_solver_every_e_iterations(finished_run):
+    store = RunStore(finished_run)
+    assert store.stage_info(3, "evaluate")["status"] == "ok"
+    results = pl.read_parquet(str(finished_run / "eval" / "iter-000003" / "results.parquet"))
+    assert set(results["task"]) == {"ireasoner_synth"} and (results["status"] == "ok").all()
+    assert not store.stage_done(2, "evaluate")
+
+
+def test_evaluate_cli_compares_with_the_base_and_evaluates_nothing_twice(finished_run):
+    command = [sys.executable, "-m", "ireasoner.cli", "evaluate", str(finished_run),
+               "--checkpoint", "base", "--tasks", "ireasoner_synth", "--limit", "2"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "exact_match" in first.stdout and "| MathVista |" in first.stdout
+    assert (finished_run / "eval" / "base" / "results.parquet").is_file()
+    again = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "already evaluated" in again.stdout
+
+
 def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run, tiny_run, tmp_path):
     run = tmp_path / "run"
     overrides = [*tiny_run, f"storage.run_dir={run}"]
@@ -85,7 +106,8 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
         assert process.poll() is None, process.stdout.read()
         assert time.monotonic() < deadline, "training never reached iteration 2"
         time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)  # in the middle of iteration 2's solve stage
+    # The whole process group, as a crash would: the trainer and its embedded Prefect server.
+    os.killpg(process.pid, signal.SIGKILL)  # in the middle of iteration 2's solve stage
     process.wait()
     assert not (run / "stages" / "000002" / "update.json").exists()
 
