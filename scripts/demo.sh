@@ -6,4 +6,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 source scripts/env.sh
 .venv/bin/ireasoner train --config configs/smoke.yaml --run-dir runs/smoke --overwrite "$@"
-.venv/bin/ireasoner traces runs/smoke --iteration 1 --limit 1
+.venv/bin/ireasoner traces runs/smoke --limit 1   # the last iteration's first question
