@@ -15,6 +15,14 @@ SCHEMA_VERSION = 1
 
 _KEY = [pa.field("iteration", pa.int32(), nullable=False),
         pa.field("image_index", pa.int32(), nullable=False)]
+# What one sampled completion records, in every table of generated text.
+_SAMPLED = [
+    pa.field("seed", pa.int64()),
+    pa.field("text", pa.string()),
+    pa.field("token_ids", pa.list_(pa.int32())),  # as sampled, without the stop token
+    pa.field("num_tokens", pa.int32()),
+    pa.field("finish_reason", pa.string()),
+]
 
 TABLES: dict[str, pa.Schema] = {
     # One row per image of the iteration: what the Proposer asked.
@@ -36,11 +44,7 @@ TABLES: dict[str, pa.Schema] = {
     "rollouts": pa.schema(_KEY + [
         pa.field("rollout_index", pa.int32(), nullable=False),
         pa.field("image_id", pa.string(), nullable=False),
-        pa.field("seed", pa.int64()),
-        pa.field("text", pa.string()),
-        pa.field("token_ids", pa.list_(pa.int32())),  # as sampled, without the stop token
-        pa.field("num_tokens", pa.int32()),
-        pa.field("finish_reason", pa.string()),
+    ] + _SAMPLED + [
         pa.field("logprob_sum", pa.float64()),
         pa.field("decode_errors", pa.bool_()),
     ]),
@@ -119,22 +123,13 @@ TABLES: dict[str, pa.Schema] = {
     "critiques": pa.schema(_KEY + [
         pa.field("rollout_index", pa.int32(), nullable=False),
         pa.field("image_id", pa.string(), nullable=False),
-        pa.field("seed", pa.int64()),
-        pa.field("text", pa.string()),
-        pa.field("token_ids", pa.list_(pa.int32())),
-        pa.field("num_tokens", pa.int32()),
-        pa.field("finish_reason", pa.string()),
-    ]),
+    ] + _SAMPLED),
     # IVR-R1: one row per rectification attempt of an eroded rollout (round 1..M).
     "rectified": pa.schema(_KEY + [
         pa.field("rollout_index", pa.int32(), nullable=False),   # the source rollout
         pa.field("round", pa.int32(), nullable=False),
         pa.field("image_id", pa.string(), nullable=False),
-        pa.field("seed", pa.int64()),
-        pa.field("text", pa.string()),
-        pa.field("token_ids", pa.list_(pa.int32())),  # as sampled, without the stop token
-        pa.field("num_tokens", pa.int32()),
-        pa.field("finish_reason", pa.string()),
+    ] + _SAMPLED + [
         pa.field("answer", pa.string()),
         pa.field("r_format", pa.float64()),
         pa.field("r_acc", pa.float64()),

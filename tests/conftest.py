@@ -4,6 +4,8 @@ in $IREASONER_CACHE or ~/.cache/ireasoner), its loaded backbone, and small synth
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never download
 
@@ -79,3 +81,32 @@ def _bars_image(width: int, height: int, values: list[int]) -> Image.Image:
         top = height - int(height * value / 10)
         draw.rectangle([left, top, left + bar_width, height - 1], fill=colours[index % 3])
     return image
+
+
+class TrainingCLI:
+    """`ireasoner train` in a subprocess with its own process group, so that a test can kill -9
+    all of it (the trainer and its embedded Prefect server), as a crash would."""
+
+    repo = Path(__file__).resolve().parent.parent
+
+    def start(self, config: str, overrides: list[str], resume: bool = False) -> subprocess.Popen:
+        command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", config]
+        for item in overrides:
+            command += ["--set", item]
+        if resume:
+            command.append("--resume")
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+        return subprocess.Popen(command, cwd=self.repo, env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def finish(self, process: subprocess.Popen, timeout: float = 900) -> str:
+        """Wait for a training that must succeed; returns its output."""
+        output, _ = process.communicate(timeout=timeout)
+        assert process.returncode == 0, output
+        return output
+
+
+@pytest.fixture(scope="session")
+def training_cli() -> TrainingCLI:
+    return TrainingCLI()

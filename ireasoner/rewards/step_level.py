@@ -1,13 +1,15 @@
 """Cosine agreement of steps with their prototypes (Eq. 3-4) and the leave-one-out matrix of
 the diagnostics, for a batch of groups at once.
 
+Everything follows from the pairwise cosines C_ikj = cos(e_ij, e_kj) of the members of G_j.
 With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|: same direction),
+  ê_ij·S_j = Σ_k C_ikj,  |S_j|² = Σ_ik C_ikj,
   c_ij = cos(ê_ij, μ_j)    = ê_ij·S_j / |S_j|
-  S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1
-so one sum and one dot product per step give both. The embeddings dominate the cost, so they
-are read from memory once: a chunk of groups (about 1 MB, so it stays in cache) is copied in
-one `np.concatenate` into a padded (groups, |G|, depth, d) buffer, and the reductions run on
-that buffer.
+  S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1.
+The cosines come from one Gram matrix per (group, position), so the embeddings, which dominate
+the cost, are read from memory once: a chunk of groups (about 1 MB, so it stays in cache) is
+copied in one `np.concatenate` into a zero-padded buffer, and one batched matmul of that
+buffer with itself gives all its Gram matrices.
 
 Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
 overflows float32), counts as a step of its rollout but has similarity 0 with everything.
@@ -21,6 +23,7 @@ import operator
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 _TINY = 1e-6
 _CHUNK_BYTES = 1 << 20
@@ -51,8 +54,11 @@ class StepAgreement:
 def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int) -> StepAgreement:
     capped = np.minimum(ragged.steps, max_steps)
     members = in_group[:, :, None] & (np.arange(max_steps) < capped[:, :, None])
-    dot, usable, prototype_sq = _reductions(ragged, np.where(in_group, capped, 0), max_steps)
-    self_sq = usable.astype(np.float64)  # |ê_ij|²: 1, or 0 for a degenerate row
+    cosines = _member_cosines(ragged, np.where(in_group, capped, 0), max_steps)
+    self_sq = np.diagonal(cosines, axis1=2, axis2=3).transpose(0, 2, 1)  # |ê_ij|²: 1 or 0
+    usable = self_sq > 0
+    dot = cosines.sum(axis=3).transpose(0, 2, 1)  # ê_ij·S_j, (B, N, J)
+    prototype_sq = cosines.sum(axis=(2, 3))  # |S_j|², (B, J)
     rest_sq = prototype_sq[:, None, :] - 2.0 * dot + self_sq  # |S_j - ê_ij|²
     return StepAgreement(
         members=members,
@@ -68,16 +74,14 @@ def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
     return np.clip(np.where(defined, ratio, 0.0), -1.0, 1.0)
 
 
-def _reductions(ragged: RaggedSteps, kept: np.ndarray,
-                positions: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """ê_ij·S_j (B, N, J), usable rows (B, N, J) and |S_j|² (B, J). kept[b, i] is how many
-    steps of rollout i enter G_j (0 outside G). Groups are bucketed by (|G|, deepest kept
-    rollout) so each bucket pads to a tight (C, |G|, depth, d) block: no rows are read for
-    rollouts outside G, and few zeros are written."""
+def _member_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
+    """C_ikj as a (B, J, N, N) float64 array: exactly 1 on the diagonal for a usable row, 0
+    for a pair with a degenerate row or a non-member. kept[b, i] is how many steps of rollout
+    i enter G_j (0 outside G). Groups are bucketed by (|G|, deepest kept rollout) so each
+    bucket pads to a tight block: no rows are read for rollouts outside G, and few zeros are
+    written."""
     groups, width = kept.shape
-    dot = np.zeros((groups, width, positions), dtype=np.float64)
-    usable = np.zeros((groups, width, positions), dtype=bool)
-    prototype_sq = np.zeros((groups, positions), dtype=np.float64)
+    cosines = np.zeros((groups, positions, width, width))
     size = (kept > 0).sum(axis=1)
     depth = kept.max(axis=1)
     # Per group, the slots of its kept rollouts first, in order.
@@ -85,51 +89,55 @@ def _reductions(ragged: RaggedSteps, kept: np.ndarray,
     for bucket_size, bucket_depth in set(zip(size.tolist(), depth.tolist(), strict=True)):
         if bucket_depth == 0:
             continue
-        bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))[:, None]
-        slots = slot_order[bucket[:, 0], :bucket_size]
-        block = _bucket_reductions(ragged, ragged.rollout[bucket, slots], kept[bucket, slots],
-                                   bucket_depth)
-        dot[bucket, slots, :bucket_depth] = block[0]
-        usable[bucket, slots, :bucket_depth] = block[1]
-        prototype_sq[bucket[:, 0], :bucket_depth] = block[2]
-    return dot, usable, prototype_sq
+        bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))
+        slots = slot_order[bucket, :bucket_size]
+        gram = _bucket_gram(ragged, ragged.rollout[bucket[:, None], slots],
+                            kept[bucket[:, None], slots], bucket_depth)
+        cosines[bucket[:, None, None, None], np.arange(bucket_depth)[:, None, None],
+                slots[:, None, :, None], slots[:, None, None, :]] = _cosines(gram)
+    return cosines
 
 
-def _bucket_reductions(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
-                       depth: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The reductions for C groups of the same shape: rollouts (C, g) with kept (C, g) rows of
-    at most `depth`, chunk by chunk through one reused buffer."""
+def _cosines(gram: np.ndarray) -> np.ndarray:
+    """Gram matrices (..., g, g) of raw rows -> their cosines, as `_member_cosines` says."""
+    norm_sq = np.diagonal(gram, axis1=-2, axis2=-1).astype(np.float64)
+    usable = np.isfinite(norm_sq) & (norm_sq > 0)  # padding rows are zero: never usable
+    inverse_norm = np.where(usable, 1.0 / np.sqrt(np.where(usable, norm_sq, 1.0)), 0.0)
+    pair = usable[..., :, None] & usable[..., None, :]
+    # Masking first keeps a degenerate row's NaN or inf out of the products.
+    cosines = np.where(pair, gram, 0.0) * inverse_norm[..., :, None] * inverse_norm[..., None, :]
+    np.einsum("...ii->...i", cosines)[...] = usable  # cos(e, e) = 1 exactly
+    return cosines
+
+
+def _bucket_gram(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
+                 depth: int) -> np.ndarray:
+    """Gram matrices (C, depth, g, g), float32, of C groups of the same shape: rollouts (C, g)
+    with kept (C, g) rows of at most `depth`. Chunk by chunk through one reused buffer laid out
+    slot-major, (g, chunk, depth, d), so that the rows of one (group, position) are `g` rows
+    a fixed stride apart: one batched matmul, without a copy, covers the whole chunk."""
     count, size = rollouts.shape
-    dot = np.zeros((count, size, depth), dtype=np.float64)
-    usable = np.zeros((count, size, depth), dtype=bool)
-    prototype_sq = np.zeros((count, depth), dtype=np.float64)
-    pieces = _padded_pieces(ragged.arrays, rollouts, kept, depth, ragged.dim)
-    per_chunk = max(1, _CHUNK_BYTES // (size * depth * 4 * ragged.dim))
-    buffer = np.empty((min(per_chunk, count) * size * depth, ragged.dim), dtype=np.float32)
+    dim = ragged.dim
+    gram = torch.empty((count, depth, size, size), dtype=torch.float32)
+    per_chunk = max(1, _CHUNK_BYTES // (size * depth * 4 * dim))
+    buffer = torch.empty(min(per_chunk, count) * size * depth * dim, dtype=torch.float32)
     for start in range(0, count, per_chunk):
         stop = min(start + per_chunk, count)
-        rows = buffer[: (stop - start) * size * depth]
-        np.concatenate(pieces[2 * start * size : 2 * stop * size], out=rows, casting="same_kind")
-        steps = rows.reshape(stop - start, size, depth, ragged.dim)
-        norm_sq = np.einsum("cnjd,cnjd->cnj", steps, steps)
-        finite = np.isfinite(norm_sq)
-        if not finite.all():
-            steps[~finite] = 0.0  # a NaN row would poison every sum it enters
-        ok = finite & (norm_sq > 0)  # padding rows are zero: never ok
-        inverse_norm = np.where(ok, 1.0 / np.sqrt(np.where(ok, norm_sq, 1.0)), 0.0)
-        inverse_norm = inverse_norm.astype(np.float32)
-        prototype = np.einsum("cnj,cnjd->cjd", inverse_norm, steps)
-        dot[start:stop] = np.einsum("cnjd,cjd->cnj", steps, prototype) * inverse_norm
-        prototype_sq[start:stop] = np.einsum("cjd,cjd->cj", prototype, prototype)
-        usable[start:stop] = ok
-    return dot, usable, prototype_sq
+        rows = buffer[: (stop - start) * size * depth * dim].view(size, -1, dim)
+        pieces = _padded_pieces(ragged.arrays, rollouts[start:stop].T, kept[start:stop].T,
+                                depth, dim)
+        np.concatenate(pieces, out=rows.numpy().reshape(-1, dim), casting="same_kind")
+        steps = rows.transpose(0, 1)  # (chunk * depth, g, d)
+        torch.bmm(steps, steps.transpose(1, 2),
+                  out=gram[start:stop].view((stop - start) * depth, size, size))
+    return gram.numpy()
 
 
 def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndarray,
                    depth: int, dim: int) -> list[np.ndarray]:
-    """Arrays whose concatenation is the padded (C, g, depth, d) block: for each rollout, its
-    first `kept` rows, then zero rows up to `depth`. Built with C-level `map`s, not a Python
-    loop over rollouts."""
+    """Arrays whose concatenation is the padded block of `rollouts`, in their order: for each
+    rollout, its first `kept` rows, then zero rows up to `depth`. Built with C-level `map`s,
+    not a Python loop over rollouts."""
     zeros = np.zeros((depth, dim), dtype=np.float32)
     zero_blocks = [zeros[: depth - k] for k in range(depth + 1)]
     counts = kept.reshape(-1).tolist()

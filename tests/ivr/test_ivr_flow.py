@@ -3,8 +3,6 @@ rollouts with their links, and exact resume after kill -9."""
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -25,29 +23,14 @@ TINY = ["schedule.iterations=2", "solver.max_new_tokens=32", "ivr.critique_max_n
 PER_ITERATION = ("questions", "rollouts", "ivr_rewards", "critiques", "rectified", "metrics")
 
 
-def _start(run: Path, resume: bool = False, extra: tuple[str, ...] = ()) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", SMOKE]
-    for item in [*TINY, *extra, f"storage.run_dir={run}"]:
-        command += ["--set", item]
-    if resume:
-        command.append("--resume")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _finish(process: subprocess.Popen) -> str:
-    output, _ = process.communicate(timeout=600)
-    assert process.returncode == 0, output
-    return output
+def _overrides(run: Path, *extra: str) -> list[str]:
+    return [*TINY, *extra, f"storage.run_dir={run}"]
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_path):
+def finished_run(tmp_path_factory, tiny_model_path, training_cli):
     run = tmp_path_factory.mktemp("ivr") / "run"
-    _finish(_start(run))
+    training_cli.finish(training_cli.start(SMOKE, _overrides(run)))
     return run
 
 
@@ -76,9 +59,9 @@ def test_an_ivr_run_writes_critiques_and_rectifications_linked_to_their_rollouts
 
 
 def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
-        finished_run, tmp_path):
+        finished_run, tmp_path, training_cli):
     run = tmp_path / "run"
-    process = _start(run)
+    process = training_cli.start(SMOKE, _overrides(run))
     marker = run / "stages" / "000002" / "score.json"
     deadline = time.monotonic() + 600
     while not marker.exists():
@@ -90,7 +73,8 @@ def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
     process.wait()
     assert not (run / "stages" / "000002" / "update.json").exists()
 
-    assert "trained 2 iterations" in _finish(_start(run, resume=True))
+    output = training_cli.finish(training_cli.start(SMOKE, _overrides(run), resume=True))
+    assert "trained 2 iterations" in output
     for table in ("ivr_rewards", "critiques", "rectified"):
         for iteration in (1, 2):
             resumed = pq.read_table(RunStore(run).table_path(table, iteration))
@@ -103,9 +87,11 @@ def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
 
 
 def test_pseudo_labels_come_from_the_proposer_and_the_dominant_boxed_answer(tmp_path,
-                                                                          tiny_model_path):
+                                                                          tiny_model_path,
+                                                                          training_cli):
     run = tmp_path / "pseudo"
-    _finish(_start(run, extra=("ivr.labels=pseudo", "schedule.iterations=1")))
+    overrides = _overrides(run, "ivr.labels=pseudo", "schedule.iterations=1")
+    training_cli.finish(training_cli.start(SMOKE, overrides))
     questions = pl.read_parquet(str(run / "questions" / "*.parquet"))
     rewards = pl.read_parquet(str(run / "ivr_rewards" / "*.parquet"))
     # The Proposer wrote the question (its raw output is kept), not a dataset.

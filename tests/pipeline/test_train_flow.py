@@ -24,35 +24,15 @@ SMOKE = str(REPO / "configs" / "smoke.yaml")
 PER_ITERATION = ("questions", "rollouts", "steps", "rewards", "groups", "metrics")
 
 
-def _train_in_subprocess(overrides: list[str], resume: bool) -> subprocess.Popen:
-    command = [sys.executable, "-m", "ireasoner.cli", "train", "--config", SMOKE]
-    for item in overrides:
-        command += ["--set", item]
-    if resume:
-        command.append("--resume")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
-           "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-
-
-def _train(overrides: list[str], resume: bool = False) -> str:
-    process = _train_in_subprocess(overrides, resume)
-    output, _ = process.communicate(timeout=900)
-    assert process.returncode == 0, output
-    return output
-
-
 def _adapter_weights(run: Path, iteration: int, role: str) -> dict:
     path = run / "checkpoints" / f"iter-{iteration:06d}" / "adapters" / role
     return load_file(str(path / "adapter_model.safetensors"))
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_model_path, tiny_run):
+def finished_run(tmp_path_factory, tiny_model_path, tiny_run, training_cli):
     run = tmp_path_factory.mktemp("uninterrupted") / "run"
-    _train([*tiny_run, f"storage.run_dir={run}"])
+    training_cli.finish(training_cli.start(SMOKE, [*tiny_run, f"storage.run_dir={run}"]))
     return run
 
 
@@ -96,10 +76,11 @@ def test_evaluate_cli_compares_with_the_base_and_evaluates_nothing_twice(finishe
     assert again.returncode == 0 and "already evaluated" in again.stdout
 
 
-def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run, tiny_run, tmp_path):
+def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run, tiny_run, tmp_path,
+                                                                   training_cli):
     run = tmp_path / "run"
     overrides = [*tiny_run, f"storage.run_dir={run}"]
-    process = _train_in_subprocess(overrides, resume=False)
+    process = training_cli.start(SMOKE, overrides)
     marker = run / "stages" / "000002" / "propose.json"
     deadline = time.monotonic() + 600
     while not marker.exists():
@@ -111,7 +92,7 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
     process.wait()
     assert not (run / "stages" / "000002" / "update.json").exists()
 
-    output = _train(overrides, resume=True)
+    output = training_cli.finish(training_cli.start(SMOKE, overrides, resume=True))
     assert "trained 3 iterations" in output
     for iteration in (1, 2, 3):
         resumed = pq.read_table(RunStore(run).table_path("rewards", iteration))
@@ -124,16 +105,18 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
             assert (resumed[key] == original[key]).all(), f"{role} {key} differs"
 
 
-def test_resume_with_a_training_change_is_refused_naming_the_key(finished_run, tiny_run):
-    process = _train_in_subprocess(
-        [*tiny_run, f"storage.run_dir={finished_run}", "rewards.alpha=1.0"], resume=True)
+def test_resume_with_a_training_change_is_refused_naming_the_key(finished_run, tiny_run,
+                                                                training_cli):
+    process = training_cli.start(
+        SMOKE, [*tiny_run, f"storage.run_dir={finished_run}", "rewards.alpha=1.0"], resume=True)
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 2
     assert "rewards.alpha: 0.7 -> 1.0" in output and "--run-dir" in output
 
 
-def test_training_into_an_existing_run_without_resume_is_refused(finished_run, tiny_run):
-    process = _train_in_subprocess([*tiny_run, f"storage.run_dir={finished_run}"], resume=False)
+def test_training_into_an_existing_run_without_resume_is_refused(finished_run, tiny_run,
+                                                                 training_cli):
+    process = training_cli.start(SMOKE, [*tiny_run, f"storage.run_dir={finished_run}"])
     output, _ = process.communicate(timeout=300)
     assert process.returncode == 2 and "--resume" in output
 
