@@ -7,9 +7,9 @@ With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|
   c_ij = cos(ê_ij, μ_j)    = ê_ij·S_j / |S_j|
   S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1.
 The cosines come from one Gram matrix per (group, position), so the embeddings, which dominate
-the cost, are read from memory once: a chunk of groups (about 1 MB, so it stays in cache) is
-copied in one `np.concatenate` into a zero-padded buffer, and one batched matmul of that
-buffer with itself gives all its Gram matrices.
+the cost, are read from memory once: a chunk of groups (a few MB, so it stays in cache) is
+copied in one `torch.cat` into a zero-padded buffer, and one batched matmul of that buffer
+with itself gives all its Gram matrices. Both release the GIL, so two threads share the work.
 
 Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
 overflows float32), counts as a step of its rollout but has similarity 0 with everything.
@@ -19,14 +19,18 @@ out) has no direction: similarity 0 too.
 
 from __future__ import annotations
 
+import itertools
 import operator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 _TINY = 1e-6
-_CHUNK_BYTES = 1 << 20
+_CHUNK_BYTES = 1 << 22
+_THREADS = 2
+_PARALLEL_GROUPS = 64  # below this, starting the threads costs more than they save
 
 
 @dataclass(frozen=True)
@@ -77,9 +81,22 @@ def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
 def _member_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
     """C_ikj as a (B, J, N, N) float64 array: exactly 1 on the diagonal for a usable row, 0
     for a pair with a degenerate row or a non-member. kept[b, i] is how many steps of rollout
-    i enter G_j (0 outside G). Groups are bucketed by (|G|, deepest kept rollout) so each
-    bucket pads to a tight block: no rows are read for rollouts outside G, and few zeros are
-    written."""
+    i enter G_j (0 outside G). One core copies at well below the memory's speed, so two
+    threads share the groups."""
+    if len(kept) < _PARALLEL_GROUPS:
+        return _part_cosines(ragged, ragged.rollout, kept, positions)
+    halves = np.array_split(np.arange(len(kept)), _THREADS)
+    with ThreadPoolExecutor(_THREADS) as pool:
+        parts = pool.map(lambda part: _part_cosines(ragged, ragged.rollout[part], kept[part],
+                                                    positions), halves)
+        return np.concatenate(list(parts))
+
+
+def _part_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
+                  positions: int) -> np.ndarray:
+    """`_member_cosines` of the groups whose rollouts (B, N) and kept (B, N) are given. Groups
+    are bucketed by (|G|, deepest kept rollout) so each bucket pads to a tight block: no rows
+    are read for rollouts outside G, and few zeros are written."""
     groups, width = kept.shape
     cosines = np.zeros((groups, positions, width, width))
     size = (kept > 0).sum(axis=1)
@@ -91,7 +108,7 @@ def _member_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np
             continue
         bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))
         slots = slot_order[bucket, :bucket_size]
-        gram = _bucket_gram(ragged, ragged.rollout[bucket[:, None], slots],
+        gram = _bucket_gram(ragged, rollouts[bucket[:, None], slots],
                             kept[bucket[:, None], slots], bucket_depth)
         cosines[bucket[:, None, None, None], np.arange(bucket_depth)[:, None, None],
                 slots[:, None, :, None], slots[:, None, None, :]] = _cosines(gram)
@@ -118,30 +135,37 @@ def _bucket_gram(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
     a fixed stride apart: one batched matmul, without a copy, covers the whole chunk."""
     count, size = rollouts.shape
     dim = ragged.dim
-    gram = torch.empty((count, depth, size, size), dtype=torch.float32)
+    gram = torch.empty((count * depth, size, size), dtype=torch.float32)
     per_chunk = max(1, _CHUNK_BYTES // (size * depth * 4 * dim))
     buffer = torch.empty(min(per_chunk, count) * size * depth * dim, dtype=torch.float32)
+    padding = torch.zeros((depth, dim), dtype=torch.float32)
+    pads = [padding[: depth - k] for k in range(depth + 1)]
     for start in range(0, count, per_chunk):
         stop = min(start + per_chunk, count)
-        rows = buffer[: (stop - start) * size * depth * dim].view(size, -1, dim)
-        pieces = _padded_pieces(ragged.arrays, rollouts[start:stop].T, kept[start:stop].T,
-                                depth, dim)
-        np.concatenate(pieces, out=rows.numpy().reshape(-1, dim), casting="same_kind")
-        steps = rows.transpose(0, 1)  # (chunk * depth, g, d)
-        torch.bmm(steps, steps.transpose(1, 2),
-                  out=gram[start:stop].view((stop - start) * depth, size, size))
-    return gram.numpy()
+        rows = buffer[: (stop - start) * size * depth * dim]
+        torch.cat(_padded_pieces(ragged.arrays, rollouts[start:stop].T, kept[start:stop].T,
+                                 pads), out=rows.view(-1, dim))
+        steps = rows.view(size, -1, dim).transpose(0, 1)  # (chunk * depth, g, d)
+        torch.bmm(steps, steps.transpose(1, 2), out=gram[start * depth : stop * depth])
+    return gram.view(count, depth, size, size).numpy()
 
 
 def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndarray,
-                   depth: int, dim: int) -> list[np.ndarray]:
-    """Arrays whose concatenation is the padded block of `rollouts`, in their order: for each
-    rollout, its first `kept` rows, then zero rows up to `depth`. Built with C-level `map`s,
-    not a Python loop over rollouts."""
-    zeros = np.zeros((depth, dim), dtype=np.float32)
-    zero_blocks = [zeros[: depth - k] for k in range(depth + 1)]
+                   pads: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Tensors whose concatenation is the padded block of `rollouts`, in their order: for each
+    rollout, its first `kept` rows, then `pads[kept]`, zero rows up to the block's depth.
+    Built with C-level `map`s, not a Python loop over rollouts."""
     counts = kept.reshape(-1).tolist()
     heads = map(operator.getitem, map(arrays.__getitem__, rollouts.reshape(-1).tolist()),
                 map(slice, counts))
-    pads = map(zero_blocks.__getitem__, counts)
-    return [piece for pair in zip(heads, pads, strict=True) for piece in pair]
+    return list(itertools.chain.from_iterable(
+        zip(map(torch.from_numpy, map(_as_float32, heads)), map(pads.__getitem__, counts),
+            strict=True)))
+
+
+def _as_float32(rows: np.ndarray) -> np.ndarray:
+    """The rows as a writable C-ordered float32 array, which `torch.from_numpy` wraps without
+    a copy or a warning; copied only when they are not one already (same casting rule as
+    `np.concatenate`'s default)."""
+    rows = rows.astype(np.float32, order="C", casting="same_kind", copy=False)
+    return rows if rows.flags.writeable else rows.copy()
