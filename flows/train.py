@@ -70,16 +70,18 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
                     cfg.fingerprint())
         progress = create_progress_artifact(progress=100.0 * (first - 1) / total,
                                             description=f"Training progress of {store.root}")
-        if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
-            evaluate_task(ctx, first - 1)  # the previous process stopped right before it
-        for iteration in range(first, total + 1):
-            for stage, fn in stages:
-                stage_task.with_options(name=stage)(ctx, iteration, stage, fn)
-            if _evaluation_due(cfg, iteration):
-                evaluate_task(ctx, iteration)
-            publish_task(store, iteration)
-            update_progress_artifact(progress, progress=100.0 * iteration / total)
-        ctx.close()
+        try:
+            if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
+                evaluate_task(ctx, first - 1)  # the previous process stopped right before it
+            for iteration in range(first, total + 1):
+                for stage, fn in stages:
+                    stage_task.with_options(name=stage)(ctx, iteration, stage, fn)
+                if _evaluation_due(cfg, iteration):
+                    evaluate_task(ctx, iteration)
+                publish_task(store, iteration)
+                update_progress_artifact(progress, progress=100.0 * iteration / total)
+        finally:
+            ctx.close()  # a vLLM engine holds GPU memory and worker processes
     return {"run_dir": str(store.root), "iterations": store.completed_iterations()}
 
 

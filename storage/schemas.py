@@ -148,6 +148,12 @@ TABLES: dict[str, pa.Schema] = {
 }
 
 
+def sampled_columns(completion: Any, seed: int) -> dict[str, Any]:
+    """The `_SAMPLED` columns of one engine completion (an `ireasoner.engines.Completion`)."""
+    return dict(seed=seed, text=completion.text, token_ids=completion.token_ids,
+                num_tokens=completion.num_tokens, finish_reason=completion.finish_reason)
+
+
 def make_table(name: str, rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]]) -> pa.Table:
     """Build a table of `name` from row dicts or a column dict; NaN floats become nulls.
 

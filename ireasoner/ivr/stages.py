@@ -23,7 +23,7 @@ from ireasoner.ivr.rewards import boxed_content, dominant_answer, score_output
 from ireasoner.seeding import derive_seed
 from ireasoner.stages.context import RunContext
 from ireasoner.stages.propose import propose as propose_questions
-from storage.schemas import TABLES, make_table
+from storage.schemas import TABLES, make_table, sampled_columns
 
 Key = tuple[int, int]  # (image_index, rollout_index)
 ROUND_STRIDE = 1_000_000  # seed index of a rectification: round * stride + rollout position
@@ -94,9 +94,8 @@ def localise(ctx: RunContext, iteration: int) -> dict:
                             max_new_tokens=cfg.ivr.critique_max_new_tokens)
     outputs = ctx.engine.generate(requests, sampling, ctx.adapter("solver")) if requests else []
     rows = [dict(iteration=iteration, image_index=r["image_index"],
-                 rollout_index=r["rollout_index"], image_id=r["image_id"], seed=request.seed,
-                 text=c.text, token_ids=c.token_ids, num_tokens=c.num_tokens,
-                 finish_reason=c.finish_reason)
+                 rollout_index=r["rollout_index"], image_id=r["image_id"],
+                 **sampled_columns(c, request.seed))
             for r, request, (c,) in zip(eroded, requests, outputs, strict=True)]
     ctx.store.write_table("critiques", iteration, make_table("critiques", rows))
     return {"critiques": len(rows)}
@@ -134,10 +133,9 @@ def rectify(ctx: RunContext, iteration: int) -> dict:
             kept_per_group[key[0]] += kept
             rows.append(dict(
                 iteration=iteration, image_index=key[0], rollout_index=key[1],
-                round=round_number, image_id=rewards[key]["image_id"], seed=request.seed,
-                text=completion.text, token_ids=completion.token_ids,
-                num_tokens=completion.num_tokens, finish_reason=completion.finish_reason,
-                answer=scored.answer, r_format=scored.r_format, r_acc=scored.r_acc,
+                round=round_number, image_id=rewards[key]["image_id"],
+                **sampled_columns(completion, request.seed), answer=scored.answer,
+                r_format=scored.r_format, r_acc=scored.r_acc,
                 reward_before=latest[key][1], reward=scored.reward, kept=kept))
             if success:
                 del latest[key]

@@ -43,7 +43,8 @@ def propose(ctx: RunContext, iteration: int) -> dict:
             image_sha256=record.sha256, source_ref=record.source_ref, prompt=prompt,
             raw_output=completion.text, question=question, parse_status=status,
             proposer_logprob=float(sum(completion.logprobs)),
-            token_ids=completion.token_ids, num_tokens=completion.num_tokens, finish_reason=completion.finish_reason,
+            token_ids=completion.token_ids, num_tokens=completion.num_tokens,
+            finish_reason=completion.finish_reason,
             seed=request.seed,
         ))
     ctx.store.write_table("questions", iteration, make_table("questions", rows))

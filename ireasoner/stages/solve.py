@@ -6,7 +6,7 @@ from ireasoner.engines import GenerationRequest, SamplingSpec
 from ireasoner.prompts import solver_text
 from ireasoner.seeding import derive_seed
 from ireasoner.stages.context import RunContext
-from storage.schemas import make_table
+from storage.schemas import make_table, sampled_columns
 
 
 def solve(ctx: RunContext, iteration: int) -> dict:
@@ -28,8 +28,7 @@ def solve(ctx: RunContext, iteration: int) -> dict:
         for i, completion in enumerate(completions):
             rows.append(dict(
                 iteration=iteration, image_index=question["image_index"], rollout_index=i,
-                image_id=question["image_id"], seed=request.seed, text=completion.text,
-                token_ids=completion.token_ids, num_tokens=completion.num_tokens, finish_reason=completion.finish_reason,
+                image_id=question["image_id"], **sampled_columns(completion, request.seed),
                 logprob_sum=float(sum(completion.logprobs)),
                 decode_errors=completion.decode_errors,
             ))
