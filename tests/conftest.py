@@ -4,8 +4,10 @@ in $IREASONER_CACHE or ~/.cache/ireasoner), its loaded backbone, and small synth
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never download
 
@@ -99,6 +101,17 @@ class TrainingCLI:
                "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
         return subprocess.Popen(command, cwd=self.repo, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+    def kill_when(self, process: subprocess.Popen, marker: Path, timeout: float = 600) -> None:
+        """kill -9 the whole process group (the trainer and its embedded Prefect server, as a
+        crash would) as soon as `marker` exists."""
+        deadline = time.monotonic() + timeout
+        while not marker.exists():
+            assert process.poll() is None, process.stdout.read()
+            assert time.monotonic() < deadline, f"training never wrote {marker}"
+            time.sleep(0.05)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
     def finish(self, process: subprocess.Popen, timeout: float = 900) -> str:
         """Wait for a training that must succeed; returns its output."""

@@ -15,7 +15,13 @@ from ireasoner.policy.grpo import GRPOExample, GRPOStats, group_advantages
 from ireasoner.prompts import render, solver_text
 from ireasoner.seeding import derive_seed
 from ireasoner.stages.context import RunContext
-from ireasoner.stages.update import engine_asleep, mean_or_none, response_ids
+from ireasoner.stages.update import (
+    engine_asleep,
+    mean_or_none,
+    question_counts,
+    response_ids,
+    stage_seconds,
+)
 from storage.schemas import TABLES, make_table
 
 IVR_STAGES = ("propose", "solve", "score", "localise", "rectify")
@@ -68,14 +74,10 @@ def metrics_row(ctx: RunContext, iteration: int, stats: GRPOStats | None) -> dic
     questions = pl.from_arrow(store.read_table("questions", iteration))
     rewards = pl.from_arrow(store.read_table("ivr_rewards", iteration))
     rectified = pl.from_arrow(store.read_table("rectified", iteration))
-    status = questions["parse_status"]
     row = {name: None for name in TABLES["metrics"].names}
+    row.update(question_counts(questions))
     row.update(
-        iteration=iteration, images=float(questions.height),
-        questions_ok=float(status.is_in(["ok", "dataset"]).sum()),
-        questions_fallback=float(status.str.starts_with("fallback").sum()),
-        questions_skipped=float(status.str.starts_with("skipped").sum()),
-        rollouts=float(rewards.height), answer_rate=mean_or_none(rewards["answer"].is_not_null()),
+        iteration=iteration, rollouts=float(rewards.height), answer_rate=mean_or_none(rewards["answer"].is_not_null()),
         r_format=mean_or_none(rewards["r_format"]), r_acc=mean_or_none(rewards["r_acc"]),
         ivr_reward=mean_or_none(rewards["reward"]), erosion_rate=mean_or_none(rewards["eroded"]),
         critiques=float(store.read_table("critiques", iteration).num_rows),
@@ -89,11 +91,8 @@ def metrics_row(ctx: RunContext, iteration: int, stats: GRPOStats | None) -> dic
                    solver_beta=stats.beta, solver_grad_norm=stats.grad_norm,
                    solver_tokens=float(stats.num_tokens),
                    shaped_token_share=stats.shaped_token_share)
-    seconds = {stage: store.stage_info(iteration, stage)["seconds"] for stage in IVR_STAGES}
-    seconds["update"] = stats.seconds if stats is not None else 0.0  # this stage still runs
-    for stage, value in seconds.items():
-        row[f"seconds_{stage}"] = value
-    row["seconds_total"] = sum(seconds.values())
+    row.update(stage_seconds(store, iteration, IVR_STAGES,
+                             stats.seconds if stats is not None else 0.0))
     return row
 
 

@@ -106,14 +106,10 @@ def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) 
     questions = pl.from_arrow(store.read_table("questions", iteration))
     rewards = pl.from_arrow(store.read_table("rewards", iteration))
     groups = pl.from_arrow(store.read_table("groups", iteration))
-    status = questions["parse_status"]
     row = {name: None for name in TABLES["metrics"].names}
+    row.update(question_counts(questions))
     row.update(
         iteration=iteration,
-        images=float(questions.height),
-        questions_ok=float((status == "ok").sum()),
-        questions_fallback=float(status.str.starts_with("fallback").sum()),
-        questions_skipped=float(status.str.starts_with("skipped").sum()),
         rollouts=float(rewards.height),
         answer_rate=mean_or_none(rewards["answer"].is_not_null()),
         steps_rate=mean_or_none(rewards["num_steps"] > 0),
@@ -135,13 +131,28 @@ def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) 
         row["solver_tokens"] = float(stats["solver"].num_tokens)
     if "proposer" in stats:
         row["proposer_examples"] = float(stats["proposer"].num_examples)
-    seconds = {stage: store.stage_info(iteration, stage)["seconds"]
-               for stage in STAGES if store.stage_done(iteration, stage)}
-    seconds["update"] = sum(s.seconds for s in stats.values())  # this stage is still running
-    for stage, value in seconds.items():
-        row[f"seconds_{stage}"] = value
-    row["seconds_total"] = sum(seconds.values())
+    row.update(stage_seconds(store, iteration, STAGES, sum(s.seconds for s in stats.values())))
     return row
+
+
+def question_counts(questions: pl.DataFrame) -> dict[str, float]:
+    """How the iteration's questions came about; "dataset" is a labelled question (IVR-R1)."""
+    status = questions["parse_status"]
+    return dict(images=float(questions.height),
+                questions_ok=float(status.is_in(["ok", "dataset"]).sum()),
+                questions_fallback=float(status.str.starts_with("fallback").sum()),
+                questions_skipped=float(status.str.starts_with("skipped").sum()))
+
+
+def stage_seconds(store, iteration: int, stages: tuple[str, ...],
+                  update_seconds: float) -> dict[str, float]:
+    """`seconds_<stage>` of each completed stage, the update's own (it is still running when
+    the metrics row is written), and their total."""
+    seconds = {stage: store.stage_info(iteration, stage)["seconds"]
+               for stage in stages if stage != "update" and store.stage_done(iteration, stage)}
+    seconds["update"] = update_seconds
+    return {**{f"seconds_{stage}": value for stage, value in seconds.items()},
+            "seconds_total": sum(seconds.values())}
 
 
 def mean_or_none(series: pl.Series) -> float | None:

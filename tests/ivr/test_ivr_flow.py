@@ -1,9 +1,6 @@
 """IVR-R1 end to end on the tiny model through the training flow: critiques and rectified
 rollouts with their links, and exact resume after kill -9."""
 
-import os
-import signal
-import time
 from pathlib import Path
 
 import polars as pl
@@ -62,15 +59,8 @@ def test_kill_9_during_localise_then_resume_gives_identical_tables_and_weights(
         finished_run, tmp_path, training_cli):
     run = tmp_path / "run"
     process = training_cli.start(SMOKE, _overrides(run))
-    marker = run / "stages" / "000002" / "score.json"
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "training never reached iteration 2's localise"
-        time.sleep(0.05)
-    # The whole process group, as a crash would: the trainer and its embedded Prefect server.
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
+    # Killed during iteration 2's localise stage, right after its score stage completed.
+    training_cli.kill_when(process, run / "stages" / "000002" / "score.json")
     assert not (run / "stages" / "000002" / "update.json").exists()
 
     output = training_cli.finish(training_cli.start(SMOKE, _overrides(run), resume=True))

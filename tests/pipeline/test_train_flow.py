@@ -2,10 +2,8 @@
 the refusals, and offline rescoring."""
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import polars as pl
@@ -81,15 +79,8 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
     run = tmp_path / "run"
     overrides = [*tiny_run, f"storage.run_dir={run}"]
     process = training_cli.start(SMOKE, overrides)
-    marker = run / "stages" / "000002" / "propose.json"
-    deadline = time.monotonic() + 600
-    while not marker.exists():
-        assert process.poll() is None, process.stdout.read()
-        assert time.monotonic() < deadline, "training never reached iteration 2"
-        time.sleep(0.05)
-    # The whole process group, as a crash would: the trainer and its embedded Prefect server.
-    os.killpg(process.pid, signal.SIGKILL)  # in the middle of iteration 2's solve stage
-    process.wait()
+    # Killed during iteration 2's solve stage, right after its propose stage completed.
+    training_cli.kill_when(process, run / "stages" / "000002" / "propose.json")
     assert not (run / "stages" / "000002" / "update.json").exists()
 
     output = training_cli.finish(training_cli.start(SMOKE, overrides, resume=True))
