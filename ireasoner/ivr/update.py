@@ -77,7 +77,8 @@ def metrics_row(ctx: RunContext, iteration: int, stats: GRPOStats | None) -> dic
     row = {name: None for name in TABLES["metrics"].names}
     row.update(question_counts(questions))
     row.update(
-        iteration=iteration, rollouts=float(rewards.height), answer_rate=mean_or_none(rewards["answer"].is_not_null()),
+        iteration=iteration, rollouts=float(rewards.height),
+        answer_rate=mean_or_none(rewards["answer"].is_not_null()),
         r_format=mean_or_none(rewards["r_format"]), r_acc=mean_or_none(rewards["r_acc"]),
         ivr_reward=mean_or_none(rewards["reward"]), erosion_rate=mean_or_none(rewards["eroded"]),
         critiques=float(store.read_table("critiques", iteration).num_rows),
