@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The GPU benchmarks in one go, for a lent GPU machine (figures in docs/benchmarks.md):
+# a 7B-shaped Solver update with and without gradient checkpointing, and rollout throughput
+# (vLLM only where it is installed).
+#     bash benchmarks/gpu.sh OUT_DIR        # PYTHON=... to pick the interpreter
+set -u
+out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
+mkdir -p "$out"
+py=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+{
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    "$py" -c "import torch, transformers, peft; print('torch', torch.__version__,
+'transformers', transformers.__version__, 'peft', peft.__version__)"
+} 2>&1 | tee "$out/machine.txt"
+# Each step gets its own time limit, so one that hangs cannot eat the others' time.
+timeout 240 "$py" benchmarks/update.py --real-size 2>&1 | tee "$out/update.txt"
+timeout 180 "$py" benchmarks/update.py --real-size --gradient-checkpointing 2>&1 \
+    | tee "$out/update_checkpointing.txt"
+# The transformers engine runs requests one by one: B=16 would take ~4 min there.
+vllm=--skip-vllm
+"$py" -c "import vllm" 2>/dev/null && vllm=
+timeout 240 "$py" benchmarks/rollouts.py --real-size $vllm --batches 1 4 --max-new-tokens 256 \
+    --repeats 1 2>&1 | tee "$out/rollouts.txt"
