@@ -17,6 +17,8 @@ import os
 import resource
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -121,6 +123,30 @@ def _cosine(a, b):
     return float(a @ b / norms) if norms > 1e-6 else 0.0
 
 
+def floor_seconds(groups, scores, config) -> dict[str, float]:
+    """Lower bounds on score_batch's wall time that no implementation of its API escapes here:
+    reading the in-group step rows once (at the box's two-thread streaming speed, measured on
+    one contiguous buffer of the same size: the real rows are scattered, so this flatters),
+    looking at every rollout's array once, and building one GroupScores per group."""
+    rows = sum(min(len(e[i]), config.max_steps) for g, s in zip(groups, scores, strict=True)
+               for e, i in [(g[1], np.flatnonzero(s.in_group))] for i in i)
+    block = torch.ones(2, rows * DIM // 2)
+    with ThreadPoolExecutor(2) as pool:  # torch releases the GIL: both cores read
+        list(pool.map(torch.sum, block))
+        start = time.perf_counter()
+        list(pool.map(torch.sum, block))
+        read_s = time.perf_counter() - start
+    start = time.perf_counter()
+    [[a.shape for a in g[1]] for g in groups]
+    look_s = time.perf_counter() - start
+    start = time.perf_counter()
+    [replace(s) for s in scores]
+    build_s = time.perf_counter() - start
+    return {"read the in-group rows once (2 threads)": read_s,
+            "look at each rollout's array once": look_s,
+            "build one GroupScores per group": build_s}
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -182,6 +208,12 @@ def main() -> None:
     print(f"\nscore_batch vs loop: {loop_s / batch_s:.1f}x; score_group calls vs loop: "
           f"{loop_s / per_iteration_s:.1f}x (agreement: solver {solver_gap:.1e}, "
           f"loo {loo_gap:.1e})")
+    floors = floor_seconds(groups, batch, config)
+    print("\nfloor of score_batch on this machine (see floor_seconds):")
+    for name, seconds in floors.items():
+        print(f"  {name:<40}{seconds:>7.3f} s")
+    print(f"  {'sum (no time left for any arithmetic)':<40}{sum(floors.values()):>7.3f} s = "
+          f"{loop_s / sum(floors.values()):.1f}x the loop at best")
     print(f"whole run, parse + embed + score_batch: {parse_s + embed_s + batch_s:.2f} s")
     print(f"peak RSS: {rss_inputs:.0f} MB with inputs, {peak_rss_mb():.0f} MB at the end")
 
