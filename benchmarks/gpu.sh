@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The GPU benchmarks in one go, for a lent GPU machine (figures in docs/benchmarks.md):
-# a 7B-shaped Solver update with and without gradient checkpointing, and rollout throughput
-# (vLLM only where it is installed).
+# The GPU checks in one go, for a lent GPU machine (figures in docs/benchmarks.md): the
+# pipeline's stages on CUDA, a 7B-shaped Solver update with and without gradient
+# checkpointing, and rollout throughput (vLLM only where it is installed).
 #     bash benchmarks/gpu.sh OUT_DIR        # PYTHON=... to pick the interpreter
 set -u
 out=${1:?usage: bash benchmarks/gpu.sh OUT_DIR}
@@ -14,6 +14,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 'transformers', transformers.__version__, 'peft', peft.__version__)"
 } 2>&1 | tee "$out/machine.txt"
 # Each step gets its own time limit, so one that hangs cannot eat the others' time.
+# First, both trainers' stages on the GPU with the tiny model (needs it in $IREASONER_CACHE).
+timeout 240 "$py" scripts/gpu_smoke.py "$out/runs" 2>&1 | tee "$out/smoke.txt"
 timeout 240 "$py" benchmarks/update.py --real-size 2>&1 | tee "$out/update.txt"
 timeout 180 "$py" benchmarks/update.py --real-size --gradient-checkpointing 2>&1 \
     | tee "$out/update_checkpointing.txt"

@@ -4,8 +4,6 @@ twice evaluates nothing twice."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
@@ -17,9 +15,10 @@ from storage import RunStore
 def evaluate_run(run_dir: str = "runs/smoke", tasks: list[str] | None = None,
                  include_base: bool = True) -> list[str]:
     logger = get_run_logger()
-    store = RunStore(run_dir)
-    results = evaluate_pending(Path(run_dir), store.config(), tasks=tasks,
+    store = RunStore(run_dir).pull()  # at a URL: evaluated in this machine's mirror, then pushed
+    results = evaluate_pending(store.root, store.config(), tasks=tasks,
                                include_base=include_base)
+    store.push()
     summary = [f"{r.checkpoint}: {len(r.rows)} rows, failed: {r.failed_tasks or 'none'}"
                for r in results]
     logger.info("evaluated %d checkpoint(s) of %s", len(results), run_dir)

@@ -13,7 +13,7 @@ from prefect import flow, get_run_logger
 from ireasoner.config import load_config
 from ireasoner.ivr.sft import read_traces, train_solver_adapter
 from ireasoner.stages.context import RunContext
-from storage import RunStore, run_lock
+from storage import RunStore
 
 
 @flow(name="ireasoner-sft", log_prints=True)
@@ -29,7 +29,7 @@ def sft(config: list[str] | str = "configs/ivr_r1_smoke.yaml", overrides: list[s
     if not cfg.ivr.sft_data:
         raise ValueError("ivr.sft_data is not set: nothing to fine-tune on")
     store = RunStore(cfg.storage.run_dir)
-    with run_lock(store.root):
+    with store.lock(cfg.storage.lease_seconds):
         store.open(cfg, resume=False)
         ctx = RunContext(cfg, store)
         traces = read_traces(cfg.ivr.sft_data, cfg, ctx.backbone)
@@ -37,8 +37,9 @@ def sft(config: list[str] | str = "configs/ivr_r1_smoke.yaml", overrides: list[s
             raise ValueError(f"{cfg.ivr.sft_data}: no usable trace (skipped: {traces.skipped})")
         stats = train_solver_adapter(ctx.policy, ctx.backbone, traces, cfg)
         checkpoint = ctx.save_checkpoint(0)
+        store.push()
     logger.info("SFT: %d traces (%s skipped), %d steps, loss %.4f -> %.4f; wrote %s",
                 len(traces.examples), traces.skipped or "none", stats.steps, stats.losses[0],
                 stats.losses[-1], checkpoint)
-    return {"run_dir": str(store.root), "examples": len(traces.examples),
+    return {"run_dir": store.location, "examples": len(traces.examples),
             "skipped": traces.skipped, "steps": stats.steps, "losses": stats.losses}

@@ -22,31 +22,42 @@ from ireasoner.stages.context import RunContext
 from ireasoner.stages.evaluate import evaluate
 from ireasoner.stages.registry import stages_for
 from ireasoner.stages.runner import StageFn, run_stage
-from storage import RunStore, run_lock
+from storage import RunStore, compact_run
 
 # The context holds models in memory: tasks run in the flow's process and take it as an
-# argument, so their inputs are neither hashed for caching nor persisted.
+# argument, so their inputs are neither hashed for caching nor persisted. Each task pulls the
+# run store before it works and pushes after (no-ops for a local run): at a URL, the artifacts
+# of a task are published, stage markers last, before the next task starts.
 _TASK = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
 @task(name="stage", **_TASK)
 def stage_task(ctx: RunContext, iteration: int, stage: str, fn: StageFn) -> dict:
-    return run_stage(ctx, iteration, stage, fn)
+    with ctx.store.synced():
+        return run_stage(ctx, iteration, stage, fn)
 
 
 @task(name="evaluate", **_TASK)
 def evaluate_task(ctx: RunContext, iteration: int) -> dict:
-    return run_stage(ctx, iteration, "evaluate", evaluate)
+    with ctx.store.synced():
+        return run_stage(ctx, iteration, "evaluate", evaluate)
 
 
 @task(name="publish", **_TASK)
 def publish_task(store: RunStore, iteration: int) -> None:
+    store.pull()
     key = f"iteration-{iteration:06d}"
     if store.has_table("rewards", iteration):  # iReasoner's table; IVR-R1 writes ivr_rewards
         create_table_artifact(table=iteration_table(store, iteration), key=f"{key}-rollouts",
                               description=f"Rollouts and rewards of iteration {iteration}")
     create_markdown_artifact(markdown=iteration_markdown(store, iteration), key=f"{key}-summary",
                              description=f"Summary of iteration {iteration}")
+
+
+@task(name="compact", **_TASK)
+def compact_task(store: RunStore, every: int) -> int:
+    with store.synced():
+        return len(compact_run(store, every))
 
 
 @flow(name="ireasoner", log_prints=True)
@@ -60,16 +71,18 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
         overrides.append(f"storage.run_dir={run_dir}")
     cfg = load_config(config, overrides)
     store = RunStore(cfg.storage.run_dir)
-    with run_lock(store.root):
+    with store.lock(cfg.storage.lease_seconds):
         store.open(cfg, resume=resume)
         ctx = RunContext(cfg, store)
         stages = stages_for(cfg.trainer.kind)
         first = store.completed_iterations() + 1
         total = cfg.schedule.iterations
-        logger.info("run %s: iterations %d..%d (config %s)", store.root, first, total,
+        logger.info("run %s: iterations %d..%d (config %s)", store.location, first, total,
                     cfg.fingerprint())
         progress = create_progress_artifact(progress=100.0 * (first - 1) / total,
-                                            description=f"Training progress of {store.root}")
+                                            description=f"Training progress of {store.location}")
+        if first > 1:  # finish what a stopped process may have left: a block, a compaction
+            compact_task(store, cfg.storage.compact_every)
         try:
             if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
                 evaluate_task(ctx, first - 1)  # the previous process stopped right before it
@@ -79,10 +92,12 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
                 if _evaluation_due(cfg, iteration):
                     evaluate_task(ctx, iteration)
                 publish_task(store, iteration)
+                if cfg.storage.compact_every and iteration % cfg.storage.compact_every == 0:
+                    compact_task(store, cfg.storage.compact_every)
                 update_progress_artifact(progress, progress=100.0 * iteration / total)
         finally:
             ctx.close()  # a vLLM engine holds GPU memory and worker processes
-    return {"run_dir": str(store.root), "iterations": store.completed_iterations()}
+    return {"run_dir": store.location, "iterations": store.completed_iterations()}
 
 
 def _evaluation_due(cfg, iteration: int) -> bool:

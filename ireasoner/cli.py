@@ -12,10 +12,11 @@ from pathlib import Path
 from ireasoner.config import ConfigError, load_config
 from ireasoner.inspect.queries import NotInRun
 from storage.lock import RunLocked
+from storage.remote import UnsupportedURL
 from storage.run import ConfigMismatch
 
 EXPECTED_ERRORS = (ConfigError, ConfigMismatch, RunLocked, FileExistsError, FileNotFoundError,
-                   NotInRun)
+                   NotInRun, UnsupportedURL)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -81,6 +82,13 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--image-index", type=int, help="question of Fig. 7 (default: largest group)")
     report.set_defaults(handler=_report)
 
+    compact = sub.add_parser("compact", help="merge completed iterations' table files into "
+                             "chunk files (fast whole-run queries; readers see the same rows)")
+    compact.add_argument("run")
+    compact.add_argument("--every", type=_positive_int, metavar="N",
+                         help="iterations per chunk (default: the run's storage.compact_every)")
+    compact.set_defaults(handler=_compact)
+
     export = sub.add_parser("export", help="merge the Solver adapter into a full checkpoint")
     export.add_argument("run")
     export.add_argument("--iteration", default="latest", help="an iteration or 'latest'")
@@ -129,10 +137,11 @@ def _train(args: argparse.Namespace) -> int:
     if args.run_dir:
         overrides.append(f"storage.run_dir={args.run_dir}")
     cfg = load_config(args.config, overrides)  # validated before anything heavy
-    run_dir = Path(cfg.storage.run_dir)
-    if args.overwrite and run_dir.exists():
-        shutil.rmtree(run_dir)
     from flows.train import train
+    from storage import RunStore
+
+    if args.overwrite:
+        RunStore(cfg.storage.run_dir).remove()
 
     result = train(config=[str(p) for p in args.config], overrides=overrides,
                    resume=args.resume)
@@ -165,7 +174,7 @@ def _config(args: argparse.Namespace) -> int:
 def _rescore(args: argparse.Namespace) -> int:
     from ireasoner.stages.rescore import rescore_run
 
-    print(rescore_run(Path(args.run), args.config, args.overrides, Path(args.out)))
+    print(rescore_run(args.run, args.config, args.overrides, args.out))
     return 0
 
 
@@ -174,7 +183,8 @@ def _traces(args: argparse.Namespace) -> int:
     from storage import RunStore
 
     width = args.width or shutil.get_terminal_size((100, 20)).columns
-    print(format_traces(RunStore(args.run), iteration=args.iteration, image_id=args.image,
+    store = RunStore(args.run).pull(checkpoints=False)
+    print(format_traces(store, iteration=args.iteration, image_id=args.image,
                         limit=args.limit, width=width))
     return 0
 
@@ -183,10 +193,35 @@ def _report(args: argparse.Namespace) -> int:
     from ireasoner.inspect.report import write_report
     from storage import RunStore
 
-    out = Path(args.out) if args.out else Path(args.run) / "report"
-    page = write_report(RunStore(args.run), out, iteration=args.iteration,
+    store = RunStore(args.run).pull(checkpoints=False)
+    out = Path(args.out) if args.out else store.root / "report"
+    page = write_report(store, out, iteration=args.iteration,
                         image_index=args.image_index)
     print(f"report written to {page}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return int(text)
+
+
+def _compact(args: argparse.Namespace) -> int:
+    from ireasoner.inspect.queries import require_run
+    from storage import RunStore, compact_run
+
+    store = RunStore(args.run).pull(checkpoints=False)
+    require_run(store)
+    every = args.every or store.config().storage.compact_every
+    if not every:
+        raise ConfigError(f"{store.root} has storage.compact_every = 0 (never); pass --every N")
+    with store.lock():  # not while a training writes to it
+        store.pull(checkpoints=False)
+        chunks = compact_run(store, every)
+        store.push()
+    print(f"{store.root}: {len(chunks)} chunk files written (blocks of {every} completed "
+          f"iterations; {store.completed_iterations()} completed)")
     return 0
 
 
@@ -194,7 +229,7 @@ def _export(args: argparse.Namespace) -> int:
     from ireasoner.stages.checkpoints import export_checkpoint
     from storage import RunStore
 
-    path = export_checkpoint(RunStore(args.run), args.iteration, Path(args.out))
+    path = export_checkpoint(RunStore(args.run).pull(), args.iteration, Path(args.out))
     print(f"merged Solver checkpoint written to {path}")
     return 0
 
@@ -204,7 +239,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     from storage import RunStore
 
     tasks = args.tasks.split(",") if args.tasks else None
-    print(evaluate_run_checkpoint(RunStore(args.run), args.checkpoint, tasks, args.limit))
+    store = RunStore(args.run).pull()
+    print(evaluate_run_checkpoint(store, args.checkpoint, tasks, args.limit))
+    store.push()  # the results, at a URL
     return 0
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ireasoner.rewards.config import RewardConfig
 
@@ -184,9 +185,27 @@ class EvaluationConfig(Section):
 
 
 class StorageConfig(Section):
+    # A directory, or an fsspec URL (s3://bucket/run, gs://..., file:///shared/run) that the
+    # store works on through a local mirror (docs/artifacts.md); credentials and endpoints come
+    # from the environment, never from here (the config is written into the run).
     run_dir: str = "runs/default"
+    # At a URL, a trainer's lease on the run expires this long after its last renewal (it is
+    # renewed every quarter of it): how long a crashed trainer keeps the next one waiting.
+    lease_seconds: float = Field(60.0, ge=5)
     # Keep adapter checkpoints of every Nth iteration (0 = only the latest).
     keep_checkpoints_every: int = Field(0, ge=0)
+    # Merge each full block of this many completed iterations into one file per table
+    # (storage.compaction; 0 = never): whole-run queries then open tens of files, not thousands.
+    compact_every: int = Field(100, ge=0)
+
+    @field_validator("run_dir")
+    @classmethod
+    def _reachable(cls, value: str) -> str:
+        if "://" in value:  # a URL (storage.remote.is_url); storage imports this module
+            from storage.remote import check_url
+
+            check_url(value)
+        return value
 
 
 DEFAULT_CRITIC_PROMPT = (
@@ -273,6 +292,11 @@ class Config(Section):
         """A stable hash of the whole config (sorted JSON)."""
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """Where the project keeps what it builds or mirrors (the tiny model, run mirrors)."""
+    return Path(os.environ.get("IREASONER_CACHE", Path.home() / ".cache" / "ireasoner"))
 
 
 class ConfigError(ValueError):

@@ -4,6 +4,7 @@ Schemas and layout are documented in docs/artifacts.md.
 """
 
 from storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from storage.compaction import compact_run
 from storage.lock import RunLocked, run_lock
 from storage.run import ConfigMismatch, RunStore
 from storage.schemas import SCHEMA_VERSION, TABLES
@@ -18,5 +19,6 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_parquet",
+    "compact_run",
     "run_lock",
 ]

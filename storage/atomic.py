@@ -40,9 +40,9 @@ def atomic_write_json(path: Path, payload: Any) -> Path:
     return atomic_write_bytes(path, (text + "\n").encode("utf-8"))
 
 
-def atomic_write_parquet(path: Path, table: pa.Table) -> Path:
+def atomic_write_parquet(path: Path, table: pa.Table, row_group_size: int | None = None) -> Path:
     sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
+    pq.write_table(table, sink, compression="zstd", row_group_size=row_group_size)
     return atomic_write_bytes(path, sink.getvalue().to_pybytes())
 
 

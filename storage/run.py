@@ -4,19 +4,26 @@
     <run>/LOCK                          held by the training process (storage.lock)
     <run>/<table>/<iteration:06d>.parquet   questions, rollouts, steps, rewards, groups, metrics,
                                          skips (schemas in storage.schemas)
+    <run>/<table>/<first:06d>-<last:06d>.parquet   completed iterations, compacted (storage.layout)
     <run>/stages/<iteration:06d>/<stage>.json   written last: the stage is complete
     <run>/checkpoints/iter-<iteration:06d>/     policy state after that iteration's update
     <run>/embeddings/                   tokenizer + input-embedding table, for offline rescoring
 
 Polars reads a whole table in one call: `pl.read_parquet(f"{run}/rewards/*.parquet")`.
+
+A run may also live at an fsspec URL (`s3://bucket/run`): the store then works in a local
+mirror of it (`root`), pulled before and pushed after each task (storage.remote), and a lease
+(storage.lease) stands in for the lock.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import subprocess
 import time
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +34,10 @@ import pyarrow.parquet as pq
 from ireasoner import __version__
 from ireasoner.config import Config, config_from_dict, training_changes
 from storage.atomic import atomic_write_json, atomic_write_parquet, cleanup_partial
+from storage.layout import TableFolder, iteration_file
+from storage.lease import RunLease
+from storage.lock import run_lock
+from storage.remote import Mirror, default_mirror, is_url
 from storage.schemas import SCHEMA_VERSION, TABLES
 
 STAGES = ("propose", "solve", "score", "update")
@@ -38,8 +49,70 @@ class ConfigMismatch(ValueError):
 
 
 class RunStore:
-    def __init__(self, root: str | Path):
-        self.root = Path(root)
+    def __init__(self, root: str | Path, *, mirror: str | Path | None = None):
+        """`root`: a directory, or an fsspec URL worked on in `mirror` (default: a directory
+        of $IREASONER_MIRRORS named after the URL)."""
+        self.location = str(root)  # what messages name: the URL, not the mirror
+        self.remote: Mirror | None = None
+        self._mirror = mirror
+        self._lease: RunLease | None = None
+        if is_url(root):
+            self.root = Path(mirror) if mirror is not None else default_mirror(root)
+            self.remote = Mirror(root, self.root, is_marker=_is_marker)
+        else:
+            self.root = Path(root)
+
+    # A copy sent to another worker finds its own default mirror there, and holds no lease
+    # (the sending process does).
+    def __getstate__(self) -> dict[str, Any]:
+        return {"location": self.location, "mirror": self._mirror}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["location"], mirror=state["mirror"])
+
+    # ---- where the run lives: here, or at a URL through a mirror -------------------------
+    def pull(self, *, checkpoints: bool = True) -> RunStore:
+        """Bring the mirror up to date (a no-op for a local run); readers that need no policy
+        state skip the checkpoints, the run's largest files."""
+        if self.remote is not None:
+            self.remote.pull(skip=() if checkpoints else ("checkpoints/",))
+        return self
+
+    def push(self) -> None:
+        """Publish what this process wrote, stage markers last (a no-op for a local run)."""
+        if self.remote is not None:
+            if self._lease is not None:
+                self._lease.check()
+            self.remote.push()
+
+    @contextlib.contextmanager
+    def synced(self) -> Iterator[RunStore]:
+        """Around a task that may run on another worker than the last: pull, work, push (a
+        task that fails publishes nothing)."""
+        self.pull()
+        yield self
+        self.push()
+
+    @contextlib.contextmanager
+    def lock(self, lease_seconds: float = 60.0) -> Iterator[None]:
+        """One training process per run: an flock here, a lease at a URL."""
+        if self.remote is None:
+            with run_lock(self.root):
+                yield
+            return
+        with self.remote.lease(lease_seconds) as lease:
+            self._lease = lease
+            try:
+                yield
+            finally:
+                self._lease = None
+
+    def remove(self) -> None:
+        """Delete the run (at a URL: the remote run and this machine's mirror)."""
+        if self.remote is not None:
+            self.remote.remove()
+        elif self.root.exists():
+            shutil.rmtree(self.root)
 
     # ---- the manifest -------------------------------------------------------------------
     @property
@@ -51,7 +124,7 @@ class RunStore:
 
     def manifest(self) -> dict[str, Any]:
         if not self.exists():
-            raise FileNotFoundError(f"{self.root} is not a run directory (no manifest.json)")
+            raise FileNotFoundError(f"{self.location} is not a run directory (no manifest.json)")
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
     def config(self) -> Config:
@@ -59,39 +132,41 @@ class RunStore:
 
     def open(self, config: Config, *, resume: bool) -> RunStore:
         """Start a new run here, or resume the one here if its training config matches."""
+        self.pull()
         if self.exists():
             if not resume:
                 raise FileExistsError(
-                    f"{self.root} already holds a run; pass --resume to continue it, or choose "
-                    "another --run-dir to start a new one")
+                    f"{self.location} already holds a run; pass --resume to continue it, or "
+                    "choose another --run-dir to start a new one")
             self._check_resumable(config)
             cleanup_partial(self.root)
             manifest = self.manifest()
             manifest["config"] = config.to_dict()  # resume-neutral keys may have changed
             manifest["resumed_at"] = manifest.get("resumed_at", []) + [_now()]
             atomic_write_json(self.manifest_path, manifest)
-            return self
-        self.root.mkdir(parents=True, exist_ok=True)
-        atomic_write_json(self.manifest_path, {
-            "schema_version": SCHEMA_VERSION,
-            "config": config.to_dict(),
-            "config_fingerprint": config.fingerprint(),
-            "code_version": code_version(),
-            "created_at": _now(),
-        })
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(self.manifest_path, {
+                "schema_version": SCHEMA_VERSION,
+                "config": config.to_dict(),
+                "config_fingerprint": config.fingerprint(),
+                "code_version": code_version(),
+                "created_at": _now(),
+            })
+        self.push()
         return self
 
     def _check_resumable(self, config: Config) -> None:
         old = self.manifest()
         if old.get("schema_version") != SCHEMA_VERSION:
             raise ConfigMismatch(
-                f"{self.root} was written with artifact schema v{old.get('schema_version')}, "
+                f"{self.location} was written with artifact schema v{old.get('schema_version')}, "
                 f"this code writes v{SCHEMA_VERSION}; start a new run directory")
         changed = training_changes(old["config"], config.to_dict())
         if changed:
             lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
             raise ConfigMismatch(
-                f"cannot resume {self.root}: the config changes what is trained:\n{lines}\n"
+                f"cannot resume {self.location}: the config changes what is trained:\n{lines}\n"
                 "Resume with the original config, or start a new run with another --run-dir.")
 
     def update_manifest(self, **fields: Any) -> None:
@@ -100,10 +175,19 @@ class RunStore:
         atomic_write_json(self.manifest_path, manifest)
 
     # ---- tables -------------------------------------------------------------------------
+    # Once compacted (storage.compaction), an iteration's rows live in a chunk file: these
+    # methods find them there; `table_path` is only where a stage writes its own file.
     def table_path(self, name: str, iteration: int) -> Path:
+        return iteration_file(self._table_dir(name), iteration)
+
+    def table_folder(self, name: str) -> TableFolder:
+        """The table's files, listed now."""
+        return TableFolder(self._table_dir(name))
+
+    def _table_dir(self, name: str) -> Path:
         if name not in TABLES:
             raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
-        return self.root / name / f"{iteration:06d}.parquet"
+        return self.root / name
 
     def write_table(self, name: str, iteration: int, table: pa.Table) -> Path:
         expected = TABLES[name]
@@ -112,17 +196,28 @@ class RunStore:
         return atomic_write_parquet(self.table_path(name, iteration), table)
 
     def read_table(self, name: str, iteration: int) -> pa.Table:
-        return pq.read_table(self.table_path(name, iteration))
+        try:  # the iteration's own file first: no listing of the folder
+            return pq.read_table(self.table_path(name, iteration))
+        except FileNotFoundError:
+            return self.table_folder(name).read_compacted(iteration)
 
     def has_table(self, name: str, iteration: int) -> bool:
-        return self.table_path(name, iteration).is_file()
+        return (self.table_path(name, iteration).is_file()
+                or self.table_folder(name).chunk_of(iteration) is not None)
 
-    def scan(self, name: str) -> pl.LazyFrame:
-        """All iterations of a table, lazily (empty frame with the schema when none yet)."""
-        files = sorted((self.root / name).glob("*.parquet"))
+    def table_iterations(self, name: str) -> list[int]:
+        """The iterations that have a table `name`, ascending."""
+        return self.table_folder(name).iterations()
+
+    def scan(self, name: str, iterations: Iterable[int] | None = None) -> pl.LazyFrame:
+        """A table's rows, of all iterations or only of `iterations`, lazily (an empty frame
+        with the schema when there are none). Opens only the files holding those iterations."""
+        wanted = None if iterations is None else sorted(set(iterations))
+        files = self.table_folder(name).files(wanted)
         if not files:
             return pl.from_arrow(TABLES[name].empty_table()).lazy()
-        return pl.scan_parquet([str(f) for f in files])
+        frame = pl.scan_parquet([str(f) for f in files])
+        return frame if wanted is None else frame.filter(pl.col("iteration").is_in(wanted))
 
     # ---- stages -------------------------------------------------------------------------
     def _marker(self, iteration: int, stage: str) -> Path:
@@ -166,6 +261,12 @@ class RunStore:
     @property
     def embeddings_dir(self) -> Path:
         return self.root / "embeddings"
+
+
+def _is_marker(rel: str) -> bool:
+    """Files that vouch for others (storage.remote uploads them last): stage markers and
+    checkpoints' COMPLETE."""
+    return rel.startswith("stages/") or rel.rsplit("/", 1)[-1] == COMPLETE_MARKER
 
 
 def code_version() -> str:

@@ -1,5 +1,6 @@
 """Session fixtures shared by every test: the tiny Qwen2.5-VL (built once, cached across runs
-in $IREASONER_CACHE or ~/.cache/ireasoner), its loaded backbone, and small synthetic images."""
+in $IREASONER_CACHE or ~/.cache/ireasoner), its loaded backbone, small synthetic images, and an
+S3 bucket on loopback (moto)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never download
 
@@ -83,6 +85,29 @@ def _bars_image(width: int, height: int, values: list[int]) -> Image.Image:
         top = height - int(height * value / 10)
         draw.rectangle([left, top, left + bar_width, height - 1], fill=colours[index % 3])
     return image
+
+
+@pytest.fixture(scope="session")
+def s3_bucket() -> Iterator[str]:
+    """An S3 bucket on a moto server on loopback; the AWS_* variables that point boto at it are
+    set for the session (subprocesses inherit them). Returns "s3://<bucket>"."""
+    import logging
+
+    import fsspec
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # one line per request otherwise
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in {"AWS_ENDPOINT_URL": f"http://{host}:{port}",
+                            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                            "AWS_DEFAULT_REGION": "us-east-1"}.items():
+            env.setenv(name, value)
+        fsspec.filesystem("s3").mkdir("ireasoner-test")
+        yield "s3://ireasoner-test"
+    server.stop()
 
 
 class TrainingCLI:

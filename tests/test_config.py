@@ -85,6 +85,17 @@ def test_literal_error_lists_the_allowed_values():
         load_config(None, ["rewards.mode=soft"])
 
 
+def test_a_run_url_needs_a_protocol_and_backend_fsspec_has_here():
+    assert load_config(None, ["storage.run_dir=s3://bucket/run"]).storage.run_dir == \
+        "s3://bucket/run"
+    with pytest.raises(ConfigError, match=r"storage\.run_dir: .*unknown protocol 'nope'"):
+        load_config(None, ["storage.run_dir=nope://bucket/run"])
+    with pytest.raises(ConfigError, match=r"storage\.run_dir: .*gs:// backend is not installed"):
+        load_config(None, ["storage.run_dir=gs://bucket/run"])  # gcsfs is not a dependency
+    with pytest.raises(ConfigError, match=r"storage\.run_dir: .*does not outlive the process"):
+        load_config(None, ["storage.run_dir=memory://run"])
+
+
 def test_cross_section_rule_lora_rank_must_fit_vllm():
     with pytest.raises(ConfigError, match="max_lora_rank"):
         load_config(None, ["lora.rank=32"])
@@ -125,3 +136,11 @@ def test_resume_neutral_keys_are_not_training_changes():
 def test_fingerprint_is_stable_and_sensitive():
     assert Config().fingerprint() == Config().fingerprint()
     assert Config().fingerprint() != load_config(None, ["rewards.alpha=1.0"]).fingerprint()
+
+
+def test_compact_every_is_validated_and_resume_neutral():
+    with pytest.raises(ConfigError, match=r"storage\.compact_every: .*greater than or equal to 0"):
+        load_config(None, ["storage.compact_every=-1"])
+    never = load_config(None, ["storage.compact_every=0"])
+    assert (Config().storage.compact_every, never.storage.compact_every) == (100, 0)
+    assert training_changes(Config().to_dict(), never.to_dict()) == {}

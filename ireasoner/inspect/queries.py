@@ -1,14 +1,14 @@
 """Reads of a run directory shared by traces, report and artifacts.
 
-Every function reads only the per-iteration files it needs, so looking at one iteration of a
-2,500-iteration run touches one file per table, not 2,500.
+Every function reads only the files it needs, so looking at one iteration of a 2,500-iteration
+run touches one file per table (its own, or the compacted chunk holding it), not 2,500.
 """
 
 from __future__ import annotations
 
 import polars as pl
 
-from storage import TABLES, RunStore
+from storage import RunStore
 
 
 class NotInRun(LookupError):
@@ -20,15 +20,9 @@ def require_run(store: RunStore) -> None:
         raise NotInRun(f"{store.root} is not a run directory (no manifest.json)")
 
 
-def table_iterations(store: RunStore, name: str) -> list[int]:
-    """The iterations that have a file of table `name`, ascending."""
-    folder = store.table_path(name, 0).parent
-    return sorted(int(path.stem) for path in folder.glob("*.parquet"))
-
-
 def latest_iteration(store: RunStore, name: str) -> int:
     require_run(store)
-    iterations = table_iterations(store, name)
+    iterations = store.table_iterations(name)
     if not iterations:
         raise NotInRun(f"{store.root} has no {name} table yet: no iteration has been scored")
     return iterations[-1]
@@ -37,19 +31,15 @@ def latest_iteration(store: RunStore, name: str) -> int:
 def require_iteration(store: RunStore, name: str, iteration: int) -> None:
     require_run(store)
     if not store.has_table(name, iteration):
-        have = table_iterations(store, name)
+        have = store.table_iterations(name)
         span = f"{have[0]}..{have[-1]}" if have else "none"
         raise NotInRun(f"iteration {iteration} has no {name} table in {store.root} "
                        f"(iterations with one: {span})")
 
 
 def read_iterations(store: RunStore, name: str, iterations: list[int]) -> pl.DataFrame:
-    """Rows of table `name` for the given iterations (those without a file are left out)."""
-    paths = [str(store.table_path(name, i)) for i in sorted(set(iterations))
-             if store.has_table(name, i)]
-    if not paths:
-        return pl.from_arrow(TABLES[name].empty_table())
-    return pl.read_parquet(paths)
+    """Rows of table `name` for the given iterations (those without a table are left out)."""
+    return store.scan(name, iterations).collect()
 
 
 def scored_rollouts(store: RunStore, iterations: list[int]) -> pl.DataFrame:

@@ -21,7 +21,6 @@ from ireasoner.inspect.queries import (
     read_iterations,
     require_iteration,
     require_run,
-    table_iterations,
 )
 from storage import RunStore
 
@@ -91,7 +90,7 @@ def depth_profile(store: RunStore, iteration: int | None = None,
 def _latest_group(store: RunStore) -> dict | None:
     """The latest iteration's question with the largest dominant group; iterations whose
     questions were all skipped have an empty groups table and are passed over."""
-    for iteration in reversed(table_iterations(store, "groups")):
+    for iteration in reversed(store.table_iterations("groups")):
         groups = read_iterations(store, "groups", [iteration])
         if not groups.is_empty():
             return _chosen_group(groups, iteration, None)

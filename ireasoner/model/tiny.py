@@ -9,7 +9,6 @@ checkpoint, and servable by vLLM (standard config fields, `generation_config.jso
 from __future__ import annotations
 
 import fcntl
-import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -26,7 +25,7 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from ireasoner.config import DEFAULT_PROPOSER_PROMPT, DEFAULT_SOLVER_PROMPT
+from ireasoner.config import DEFAULT_PROPOSER_PROMPT, DEFAULT_SOLVER_PROMPT, default_cache_dir
 from ireasoner.data.synthetic import generate_samples
 
 # Bump whenever the recipe below changes: it names the cache directory, so stale builds are
@@ -202,10 +201,6 @@ def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
     return out_dir
-
-
-def default_cache_dir() -> Path:
-    return Path(os.environ.get("IREASONER_CACHE", Path.home() / ".cache" / "ireasoner"))
 
 
 def tiny_model_dir(seed: int, warmup: bool, cache_dir: Path | None = None) -> Path:

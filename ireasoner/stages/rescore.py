@@ -26,9 +26,11 @@ COMPARED = {
 }
 
 
-def rescore_run(run: Path, overlays: list[str], overrides: list[str], out: Path) -> str:
-    """Writes `out/{steps,rewards,groups}/<iteration>.parquet`; returns a comparison table."""
-    source = RunStore(run)
+def rescore_run(run: str | Path, overlays: list[str], overrides: list[str],
+                out: str | Path) -> str:
+    """Writes `out/{steps,rewards,groups}/<iteration>.parquet`; returns a comparison table.
+    `run` and `out` may be URLs (storage.remote); only the tables and embeddings are fetched."""
+    source = RunStore(run).pull(checkpoints=False)
     original = source.config()
     merged = original.to_dict()
     for overlay in overlays:
@@ -58,11 +60,13 @@ def rescore_run(run: Path, overlays: list[str], overrides: list[str], out: Path)
             baseline.update(torch.tensor(rewards))
         for name in ("steps", "rewards", "groups"):
             target.write_table(name, iteration, getattr(scored, name))
-    atomic_write_json(Path(out) / "manifest.json", {
-        "kind": "rescored", "source_run": str(Path(run).resolve()),
+    atomic_write_json(target.manifest_path, {
+        "kind": "rescored",
+        "source_run": source.location if source.remote else str(Path(run).resolve()),
         "iterations": len(iterations), "rewards": config.rewards.model_dump(mode="json"),
         "changed": {k: list(v) for k, v in diff_configs(original.to_dict(), config.to_dict()).items()},
     })
+    target.push()
     return compare_sets(source, target)
 
 

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from ireasoner.config import Config, SolverConfig
-from storage import RunStore
+from storage import RunStore, compact_run
 from storage.schemas import make_table
 
 N = 3
@@ -113,6 +113,17 @@ def add_all_skipped_iteration(store: RunStore, t: int) -> None:
 @pytest.fixture(scope="session")
 def run(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
     return build_run(tmp_path_factory.mktemp("inspect") / "run")
+
+
+@pytest.fixture(scope="session")
+def compacted_run(tmp_path_factory: pytest.TempPathFactory) -> RunStore:
+    """`run` with its 3 iterations complete, 1 and 2 compacted into chunk files, 3 left as is."""
+    store = build_run(tmp_path_factory.mktemp("inspect") / "compacted")
+    for t in (1, 2, 3):
+        store.mark_done(t, "update", {})
+    compact_run(store, 2)
+    assert (store.root / "steps" / "000001-000002.parquet").is_file()
+    return store
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 the refusals, and offline rescoring."""
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,7 +13,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from ireasoner.stages.rescore import rescore_run
-from storage import RunStore
+from storage import RunStore, compact_run
 from storage.schemas import TABLES
 
 pytestmark = pytest.mark.slow
@@ -76,19 +77,27 @@ def test_evaluate_cli_compares_with_the_base_and_evaluates_nothing_twice(finishe
 
 def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run, tiny_run, tmp_path,
                                                                    training_cli):
+    # This run compacts after every iteration (finished_run never does): iteration 2's
+    # Proposer update reads iteration 1 back from its chunk, and no number may change.
     run = tmp_path / "run"
-    overrides = [*tiny_run, f"storage.run_dir={run}"]
+    overrides = [*tiny_run, f"storage.run_dir={run}", "storage.compact_every=1"]
     process = training_cli.start(SMOKE, overrides)
     # Killed during iteration 2's solve stage, right after its propose stage completed.
     training_cli.kill_when(process, run / "stages" / "000002" / "propose.json")
     assert not (run / "stages" / "000002" / "update.json").exists()
+    assert (run / "rewards" / "000001-000001.parquet").is_file()
 
     output = training_cli.finish(training_cli.start(SMOKE, overrides, resume=True))
     assert "trained 3 iterations" in output
-    for iteration in (1, 2, 3):
-        resumed = pq.read_table(RunStore(run).table_path("rewards", iteration))
-        original = pq.read_table(RunStore(finished_run).table_path("rewards", iteration))
-        assert resumed.equals(original), f"rewards of iteration {iteration} differ"
+    for table in PER_ITERATION:
+        assert not (run / table / "000003.parquet").exists(), f"{table} not compacted"
+        for iteration in (1, 2, 3):
+            resumed = RunStore(run).read_table(table, iteration)
+            original = RunStore(finished_run).read_table(table, iteration)
+            if table == "metrics":  # wall times differ
+                timed = [c for c in original.column_names if c.startswith("seconds_")]
+                resumed, original = resumed.drop(timed), original.drop(timed)
+            assert resumed.equals(original), f"{table} of iteration {iteration} differ"
     for role in ("solver", "proposer"):
         resumed, original = _adapter_weights(run, 3, role), _adapter_weights(finished_run, 3, role)
         assert resumed.keys() == original.keys()
@@ -113,7 +122,11 @@ def test_training_into_an_existing_run_without_resume_is_refused(finished_run, t
 
 
 def test_rescoring_with_the_original_config_reproduces_the_stored_rewards(finished_run, tmp_path):
-    rescore_run(finished_run, [], [], tmp_path / "same")
+    # Rescored from a copy with iterations 1 and 2 compacted into chunks, 3 left as it was.
+    compacted = tmp_path / "compacted"
+    shutil.copytree(finished_run, compacted)
+    assert compact_run(RunStore(compacted), 2)
+    rescore_run(compacted, [], [], tmp_path / "same")
     for table in ("rewards", "groups", "steps"):
         for iteration in (1, 2, 3):
             stored = pq.read_table(RunStore(finished_run).table_path(table, iteration))
