@@ -3,7 +3,9 @@ objects (backbone, adapters, trainers, engine, embedder, images), each built on 
 
 Restoring is explicit: `restore()` puts the policy in the state after the last completed
 iteration (checkpoint `iter-<done>`; iteration 0 is the fresh adapters), which is what makes a
-resumed run sample and train exactly as an uninterrupted one.
+resumed run sample and train exactly as an uninterrupted one. It also lets the stages of one
+run execute on different workers: a context pickles to its config and store alone, and a
+worker whose policy is older than the run's last update reloads it before its next stage.
 """
 
 from __future__ import annotations
@@ -38,7 +40,14 @@ class RunContext:
     def __init__(self, config: Config, store: RunStore):
         self.config = config
         self.store = store
-        self._restored = False
+        self._policy_iteration: int | None = None  # the iteration the in-memory policy is after
+
+    # Models never travel: a worker that receives a context builds its own on first use.
+    def __getstate__(self) -> dict:
+        return {"config": self.config, "store": self.store}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__init__(state["config"], state["store"])
 
     # ---- data ---------------------------------------------------------------------------
     @cached_property
@@ -83,10 +92,11 @@ class RunContext:
         return trainers
 
     def restore(self) -> None:
-        """Load the state after the last completed iteration (once per process)."""
-        if self._restored:
-            return
+        """Load the state after the last completed iteration, unless the policy in memory is
+        already that one (or newer: saved by this process's update, whose marker comes next)."""
         done = self.store.completed_iterations()
+        if self._policy_iteration is not None and self._policy_iteration >= done:
+            return
         for iteration, path in self.store.checkpoints():
             if iteration > done:  # written by an update whose stage never completed
                 shutil.rmtree(path)
@@ -99,12 +109,13 @@ class RunContext:
             raise FileNotFoundError(
                 f"{checkpoint} is missing: iteration {done} completed but its policy state is "
                 "gone, so the run cannot resume exactly")
-        self._restored = True
+        self._policy_iteration = done
 
     def save_checkpoint(self, iteration: int) -> Path:
         path = save_policy_state(self.store.checkpoint_dir(iteration), self.policy,
                                  list(self.trainers.values()))
         (path / COMPLETE_MARKER).write_text(f"{iteration}\n")
+        self._policy_iteration = iteration
         self.store.prune_checkpoints(self.config.storage.keep_checkpoints_every, iteration)
         return path
 
