@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
@@ -191,19 +191,18 @@ _SCALARS = ("proposer", "entropy", "density", "lam", "valid_positions", "group_f
 
 
 def _split(columns: dict[str, np.ndarray], batch: _Batch) -> list[GroupScores]:
-    """One GroupScores per group: read-only views of the batch arrays, Python scalars."""
+    """One GroupScores per group: read-only views of the batch arrays, Python scalars. Built
+    positionally, one column at a time: thousands of groups make per-group dicts show."""
     for array in columns.values():
         array.flags.writeable = False
-    scalars = {name: columns[name].tolist() for name in _SCALARS}
-    dominant = [None if d < 0 else batch.answers[f + d]
-                for f, d in zip(batch.first.tolist(), columns["dominant_rollout"].tolist(),
-                                strict=True)]
-    return [
-        GroupScores(
-            **{name: columns[name][b, :n] for name in _PER_ROLLOUT},
-            **{name: values[b] for name, values in scalars.items()},
-            disagreement=columns["disagreement"][b],
-            dominant_answer=dominant[b],
-        )
-        for b, n in enumerate(batch.sizes.tolist())
-    ]
+    sizes = batch.sizes.tolist()
+    uniform = all(n == batch.codes.shape[1] for n in sizes)
+    per_group: dict[str, list] = {name: columns[name].tolist() for name in _SCALARS}
+    for name in _PER_ROLLOUT:  # iterating a (B, N) array yields its rows as views, in C
+        per_group[name] = (list(columns[name]) if uniform else
+                           [row[:n] for row, n in zip(columns[name], sizes, strict=True)])
+    per_group["disagreement"] = list(columns["disagreement"])
+    per_group["dominant_answer"] = [
+        None if d < 0 else batch.answers[f + d]
+        for f, d in zip(batch.first.tolist(), columns["dominant_rollout"].tolist(), strict=True)]
+    return list(map(GroupScores, *(per_group[f.name] for f in fields(GroupScores))))

@@ -7,7 +7,7 @@ With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|
   c_ij = cos(ê_ij, μ_j)    = ê_ij·S_j / |S_j|
   S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1.
 The cosines come from one Gram matrix per (group, position), so the embeddings, which dominate
-the cost, are read from memory once: a chunk of groups (a few MB, so it stays in cache) is
+the cost, are read from memory once: a chunk of groups (16 MB, so it stays in cache) is
 copied in one `torch.cat` into a zero-padded buffer, and one batched matmul of that buffer
 with itself gives all its Gram matrices. Both release the GIL, so two threads share the work.
 
@@ -28,7 +28,9 @@ import numpy as np
 import torch
 
 _TINY = 1e-6
-_CHUNK_BYTES = 1 << 22
+# 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164 for 2,500 groups):
+# fewer chunks cost less Python, and a chunk must still sit in cache for its matmul.
+_CHUNK_BYTES = 1 << 24
 _THREADS = 2
 _PARALLEL_GROUPS = 64  # below this, starting the threads costs more than they save
 
