@@ -215,12 +215,12 @@ def _compact(args: argparse.Namespace) -> int:
     require_run(store)
     every = args.every or store.config().storage.compact_every
     if not every:
-        raise ConfigError(f"{store.root} has storage.compact_every = 0 (never); pass --every N")
+        raise ConfigError(f"{store.location} has storage.compact_every = 0 (never); pass --every N")
     with store.lock():  # not while a training writes to it
         store.pull(checkpoints=False)
         chunks = compact_run(store, every)
         store.push()
-    print(f"{store.root}: {len(chunks)} chunk files written (blocks of {every} completed "
+    print(f"{store.location}: {len(chunks)} chunk files written (blocks of {every} completed "
           f"iterations; {store.completed_iterations()} completed)")
     return 0
 

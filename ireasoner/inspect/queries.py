@@ -17,14 +17,14 @@ class NotInRun(LookupError):
 
 def require_run(store: RunStore) -> None:
     if not store.exists():
-        raise NotInRun(f"{store.root} is not a run directory (no manifest.json)")
+        raise NotInRun(f"{store.location} is not a run directory (no manifest.json)")
 
 
 def latest_iteration(store: RunStore, name: str) -> int:
     require_run(store)
     iterations = store.table_iterations(name)
     if not iterations:
-        raise NotInRun(f"{store.root} has no {name} table yet: no iteration has been scored")
+        raise NotInRun(f"{store.location} has no {name} table yet: no iteration has been scored")
     return iterations[-1]
 
 
@@ -33,7 +33,7 @@ def require_iteration(store: RunStore, name: str, iteration: int) -> None:
     if not store.has_table(name, iteration):
         have = store.table_iterations(name)
         span = f"{have[0]}..{have[-1]}" if have else "none"
-        raise NotInRun(f"iteration {iteration} has no {name} table in {store.root} "
+        raise NotInRun(f"iteration {iteration} has no {name} table in {store.location} "
                        f"(iterations with one: {span})")
 
 
@@ -57,7 +57,7 @@ def image_iterations(store: RunStore, image_id: str) -> list[int]:
     found = (store.scan("questions").filter(pl.col("image_id") == image_id)
              .select("iteration").unique().collect())
     if found.is_empty():
-        raise NotInRun(f"image {image_id!r} does not appear in {store.root}")
+        raise NotInRun(f"image {image_id!r} does not appear in {store.location}")
     return sorted(found["iteration"].to_list())
 
 

@@ -108,7 +108,7 @@ def _chosen_group(groups: pl.DataFrame, iteration: int, image_index: int | None)
 
 
 def _page(store: RunStore, summary: pl.DataFrame) -> str:
-    title = f"ireasoner run {store.root.name}"
+    title = f"ireasoner run {store.location.rstrip('/').rsplit('/', 1)[-1]}"
     figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}">'
                       f"<figcaption>{html.escape(caption)}</figcaption></figure>"
                       for name, caption in FIGURES.items())
@@ -122,7 +122,7 @@ def _page(store: RunStore, summary: pl.DataFrame) -> str:
 def _manifest_rows(store: RunStore, summary: pl.DataFrame) -> list[tuple[str, object]]:
     manifest, config = store.manifest(), store.config()
     return [
-        ("run directory", store.root),
+        ("run", store.location),
         ("config fingerprint", manifest.get("config_fingerprint")),
         ("code version", manifest.get("code_version")),
         ("schema version", manifest.get("schema_version")),

@@ -36,7 +36,7 @@ def format_traces(store: RunStore, iteration: int | None = None, image_id: str |
     if image_id is not None:
         questions = questions.filter(pl.col("image_id") == image_id)
         if questions.is_empty():
-            raise NotInRun(f"image {image_id!r} is not in iteration {iteration} of {store.root}")
+            raise NotInRun(f"image {image_id!r} is not in iteration {iteration} of {store.location}")
     questions = questions.sort("iteration", "image_index")
     if limit is not None:
         questions = questions.head(limit)

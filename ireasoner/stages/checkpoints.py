@@ -12,12 +12,12 @@ def checkpoint_path(store: RunStore, iteration: str) -> Path:
     """A complete checkpoint directory by iteration number or "latest"."""
     available = dict(store.checkpoints())
     if not available:
-        raise FileNotFoundError(f"{store.root} has no complete checkpoint")
+        raise FileNotFoundError(f"{store.location} has no complete checkpoint")
     if iteration == "latest":
         return available[max(available)]
     number = int(iteration)
     if number not in available:
-        raise FileNotFoundError(f"{store.root} has no checkpoint of iteration {number} "
+        raise FileNotFoundError(f"{store.location} has no checkpoint of iteration {number} "
                                 f"(kept: {sorted(available)})")
     return available[number]
 

@@ -41,7 +41,7 @@ def evaluate_run_checkpoint(store: RunStore, checkpoint: str, tasks: list[str] |
     else:
         label = store.checkpoint_dir(int(checkpoint)).name
     if label is None:
-        raise FileNotFoundError(f"{store.root} has no checkpoint yet")
+        raise FileNotFoundError(f"{store.location} has no checkpoint yet")
     result = _evaluate_label(store, label, tasks, limit)
     if result is None:
         return f"{label}: every task already evaluated (see {store.root / 'eval' / label})"
@@ -62,7 +62,7 @@ def _evaluate_label(store: RunStore, label: str, tasks: list[str] | None, limit:
     run = run_checkpoints(store.root)
     targets = {t.label: t for t in run.targets}
     if label not in targets:
-        raise FileNotFoundError(f"no complete checkpoint {label} in {store.root}")
+        raise FileNotFoundError(f"no complete checkpoint {label} in {store.location}")
     target = targets[label]
     todo = pending_tasks(target, tasks, retry_failed=True)
     if not todo:
