@@ -3,8 +3,10 @@ in for two workers: what one publishes the other sees, markers last, checkpoints
 lease holder at a time."""
 
 import json
+import os
 import pickle
 import time
+from pathlib import Path
 
 import pytest
 
@@ -194,7 +196,11 @@ def test_a_trainer_whose_lease_was_taken_stops_at_its_next_push(workers):
         with a.lock(lease_seconds=1):
             other = {"holder": "other", "host": "elsewhere", "pid": 7, "since": "now",
                      "expires": time.time() + 60}
-            a.remote.fs.pipe_file(a.remote.remote_path("LEASE"), json.dumps(other).encode())
+            # Atomically, as another trainer's lease module writes it: a heartbeat must never
+            # read half of it.
+            taken = Path(a.remote.remote_path("LEASE"))
+            taken.with_name("taken.tmp").write_text(json.dumps(other))
+            os.replace(taken.with_name("taken.tmp"), taken)
             deadline = time.monotonic() + 10
             while not a._lease.lost and time.monotonic() < deadline:
                 time.sleep(0.05)  # until a heartbeat finds it
