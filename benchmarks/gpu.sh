@@ -14,7 +14,8 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 'transformers', transformers.__version__, 'peft', peft.__version__)"
 } 2>&1 | tee "$out/machine.txt"
 # Each step gets its own time limit, so one that hangs cannot eat the others' time.
-# First, both trainers' stages on the GPU with the tiny model (needs it in $IREASONER_CACHE).
+# First, both trainers' stages on the GPU with the tiny model (built on first use, or carried
+# over in $IREASONER_CACHE: the machine may have no network).
 timeout 240 "$py" scripts/gpu_smoke.py "$out/runs" 2>&1 | tee "$out/smoke.txt"
 timeout 240 "$py" benchmarks/update.py --real-size 2>&1 | tee "$out/update.txt"
 timeout 180 "$py" benchmarks/update.py --real-size --gradient-checkpointing 2>&1 \
