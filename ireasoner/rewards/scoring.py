@@ -67,7 +67,8 @@ def score_batch(groups: Sequence[Group], iteration: int,
         return []
     batch = _prepare(groups)
     answers = answer_stats(batch.codes, batch.sizes, batch.lengths, config)
-    agreement = step_agreement(batch.ragged, answers.in_group, config.max_steps)
+    agreement = step_agreement(batch.ragged, answers.in_group, config.max_steps,
+                               config.min_group_for_step)
     return _split(_combine(answers, agreement, batch, lam, config), batch)
 
 

@@ -53,14 +53,24 @@ class RaggedSteps:
 @dataclass(frozen=True)
 class StepAgreement:
     members: np.ndarray  # (B, N, J) bool: rollout i is in G_j (in G, and J_i > j)
-    similarity: np.ndarray  # (B, N, J) c_ij = cos(e_ij, μ_j), 0 where not a member
-    loo: np.ndarray  # (B, N, J) S_ij = cos(e_ij, μ_-i,j), 0 where not a member
+    # Both 0 where not a member, and where the only member when min_group >= 2.
+    similarity: np.ndarray  # (B, N, J) c_ij = cos(e_ij, μ_j)
+    loo: np.ndarray  # (B, N, J) S_ij = cos(e_ij, μ_-i,j)
 
 
-def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int) -> StepAgreement:
+def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int,
+                   min_group: int = 1) -> StepAgreement:
+    """`min_group` is RewardConfig.min_group_for_step. When it is >= 2, a position that only
+    one member reaches is used for nothing (Eq. 4 skips it, S_ij needs two members): its row,
+    which only the deepest rollout of a group has (15 % of the rows in benchmarks/rewards.py),
+    is not read, and its similarities come back 0."""
     capped = np.minimum(ragged.steps, max_steps)
     members = in_group[:, :, None] & (np.arange(max_steps) < capped[:, :, None])
-    cosines = _member_cosines(ragged, np.where(in_group, capped, 0), max_steps)
+    kept = np.where(in_group, capped, 0)
+    if min_group >= 2 and kept.shape[1] >= 2:
+        second_deepest = -np.partition(-kept, 1, axis=1)[:, 1]
+        kept = np.minimum(kept, second_deepest[:, None])
+    cosines = _member_cosines(ragged, kept, max_steps)
     self_sq = np.diagonal(cosines, axis1=2, axis2=3).transpose(0, 2, 1)  # |ê_ij|²: 1 or 0
     usable = self_sq > 0
     dot = cosines.sum(axis=3).transpose(0, 2, 1)  # ê_ij·S_j, (B, N, J)

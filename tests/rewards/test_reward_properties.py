@@ -129,3 +129,18 @@ def test_score_batch_equals_score_group_group_by_group(batch, config):
             assert getattr(scores, name) == pytest.approx(getattr(alone, name)), name
         assert scores.dominant_answer == alone.dominant_answer
         assert scores.valid_positions == alone.valid_positions
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(groups(values=st.one_of(VALUES, st.just(0.0))), min_size=1, max_size=4),
+       CONFIGS, st.integers(0, 3000))
+def test_score_batch_agrees_with_the_per_rollout_loop_of_the_spec(batch, config, iteration):
+    """Against an independent transcription of the spec (benchmarks/rewards.py's reference loop),
+    whatever min_group_for_step: rows nothing uses are skipped, never needed."""
+    from benchmarks.rewards import loop_score_group
+
+    for group, scores in zip(batch, score_batch(batch, iteration, config), strict=True):
+        solver, proposer, loo = loop_score_group(*group, iteration, config)
+        np.testing.assert_allclose(scores.solver, solver, atol=1e-5)
+        assert scores.proposer == pytest.approx(proposer)
+        np.testing.assert_allclose(scores.loo_similarity, loo, atol=1e-5)
