@@ -16,13 +16,13 @@ from ireasoner.prompts import render, solver_text
 from ireasoner.seeding import derive_seed
 from ireasoner.stages.context import RunContext
 from ireasoner.stages.update import (
+    common_metrics,
     engine_asleep,
     mean_or_none,
-    question_counts,
     response_ids,
     stage_seconds,
 )
-from storage.schemas import TABLES, make_table
+from storage.schemas import make_table
 
 IVR_STAGES = ("propose", "solve", "score", "localise", "rectify")
 
@@ -71,14 +71,10 @@ def _examples(ctx: RunContext, iteration: int) -> list[GRPOExample]:
 def metrics_row(ctx: RunContext, iteration: int, stats: GRPOStats | None) -> dict:
     """The iReasoner columns that apply, the IVR-R1 ones, the update and stage wall times."""
     store = ctx.store
-    questions = pl.from_arrow(store.read_table("questions", iteration))
     rewards = pl.from_arrow(store.read_table("ivr_rewards", iteration))
     rectified = pl.from_arrow(store.read_table("rectified", iteration))
-    row = {name: None for name in TABLES["metrics"].names}
-    row.update(question_counts(questions))
+    row = common_metrics(store, iteration, rewards)
     row.update(
-        iteration=iteration, rollouts=float(rewards.height),
-        answer_rate=mean_or_none(rewards["answer"].is_not_null()),
         r_format=mean_or_none(rewards["r_format"]), r_acc=mean_or_none(rewards["r_acc"]),
         ivr_reward=mean_or_none(rewards["reward"]), erosion_rate=mean_or_none(rewards["eroded"]),
         critiques=float(store.read_table("critiques", iteration).num_rows),

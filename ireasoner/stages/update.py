@@ -103,15 +103,10 @@ def _proposer_examples(ctx: RunContext, iteration: int) -> list[PolicyExample]:
 def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) -> dict:
     """Every spec §2 diagnostic of the iteration, the update statistics, stage wall times."""
     store = ctx.store
-    questions = pl.from_arrow(store.read_table("questions", iteration))
     rewards = pl.from_arrow(store.read_table("rewards", iteration))
     groups = pl.from_arrow(store.read_table("groups", iteration))
-    row = {name: None for name in TABLES["metrics"].names}
-    row.update(question_counts(questions))
+    row = common_metrics(store, iteration, rewards)
     row.update(
-        iteration=iteration,
-        rollouts=float(rewards.height),
-        answer_rate=mean_or_none(rewards["answer"].is_not_null()),
         steps_rate=mean_or_none(rewards["num_steps"] > 0),
         mean_steps=mean_or_none(rewards["num_steps"]),
         r_ans=mean_or_none(rewards["r_ans"]), r_step=mean_or_none(rewards["r_step"]),
@@ -136,13 +131,19 @@ def metrics_row(ctx: RunContext, iteration: int, stats: dict[str, UpdateStats]) 
     return row
 
 
-def question_counts(questions: pl.DataFrame) -> dict[str, float]:
-    """How the iteration's questions came about; "dataset" is a labelled question (IVR-R1)."""
-    status = questions["parse_status"]
-    return dict(images=float(questions.height),
-                questions_ok=float(status.is_in(["ok", "dataset"]).sum()),
-                questions_fallback=float(status.str.starts_with("fallback").sum()),
-                questions_skipped=float(status.str.starts_with("skipped").sum()))
+def common_metrics(store, iteration: int, rewards: pl.DataFrame) -> dict:
+    """A metrics row with what every trainer fills alike: how the iteration's questions came
+    about ("dataset" is a labelled question, IVR-R1) and its rollouts' count and answer rate
+    (from the trainer's rewards table); every other column None."""
+    status = pl.from_arrow(store.read_table("questions", iteration))["parse_status"]
+    row = dict.fromkeys(TABLES["metrics"].names)
+    row.update(iteration=iteration, images=float(status.len()),
+               questions_ok=float(status.is_in(["ok", "dataset"]).sum()),
+               questions_fallback=float(status.str.starts_with("fallback").sum()),
+               questions_skipped=float(status.str.starts_with("skipped").sum()),
+               rollouts=float(rewards.height),
+               answer_rate=mean_or_none(rewards["answer"].is_not_null()))
+    return row
 
 
 def stage_seconds(store, iteration: int, stages: tuple[str, ...],

@@ -48,6 +48,12 @@ def test_a_smoke_run_writes_every_artifact_with_its_schema(finished_run):
     metrics = pl.read_parquet(str(finished_run / "metrics" / "*.parquet")).sort("iteration")
     assert metrics["proposer_updated"].to_list() == [False, True, False]
     assert metrics["solver_loss"].is_not_null().all()
+    # The columns every trainer fills alike: one question and 3 rollouts per iteration.
+    assert metrics["images"].to_list() == [1.0] * 3 and metrics["rollouts"].to_list() == [3.0] * 3
+    assert (metrics["questions_ok"] + metrics["questions_fallback"]
+            + metrics["questions_skipped"]).to_list() == [1.0] * 3
+    answered = rewards.group_by("iteration").agg(pl.col("answer").is_not_null().mean())
+    assert metrics["answer_rate"].to_list() == answered.sort("iteration")["answer"].to_list()
     assert (finished_run / "skips" / "000000.parquet").is_file()
     manifest = store.manifest()
     assert manifest["model_path"] and manifest["config_fingerprint"]
