@@ -12,7 +12,9 @@ copied in one `torch.cat` into a zero-padded buffer, and one batched matmul of t
 with itself gives all its Gram matrices. Both release the GIL, so two threads share the work.
 
 Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
-overflows float32), counts as a step of its rollout but has similarity 0 with everything.
+overflows float32, or underflows it to 0: |e| above ~1e19 or below ~1e-23), counts as a step of
+its rollout but has similarity 0 with everything. A row whose squared norm is float32-subnormal
+(|e| below ~1e-19) has its Gram entries redone in float64, which keeps their digits.
 A prototype or leave-one-out sum whose squared norm is below `_TINY` (its unit vectors cancel
 out) has no direction: similarity 0 too.
 """
@@ -28,6 +30,9 @@ import numpy as np
 import torch
 
 _TINY = 1e-6
+_FLOAT32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
+# A sum of m unit vectors whose squared norm is below this times m has mostly cancelled out.
+_ILL_CONDITIONED = 0.25
 # 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164 for 2,500 groups):
 # fewer chunks cost less Python, and a chunk must still sit in cache for its matmul.
 _CHUNK_BYTES = 1 << 24
@@ -71,16 +76,47 @@ def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int,
         second_deepest = -np.partition(-kept, 1, axis=1)[:, 1]
         kept = np.minimum(kept, second_deepest[:, None])
     cosines = _member_cosines(ragged, kept, max_steps)
-    self_sq = np.diagonal(cosines, axis1=2, axis2=3).transpose(0, 2, 1)  # |ê_ij|²: 1 or 0
-    usable = self_sq > 0
-    dot = cosines.sum(axis=3).transpose(0, 2, 1)  # ê_ij·S_j, (B, N, J)
-    prototype_sq = cosines.sum(axis=(2, 3))  # |S_j|², (B, J)
-    rest_sq = prototype_sq[:, None, :] - 2.0 * dot + self_sq  # |S_j - ê_ij|²
+    self_sq, usable, dot, prototype_sq, rest_sq = _sums(cosines)
+    # |S_j|² and |S_j - ê_ij|² are sums of cosines: when the unit vectors nearly cancel, the
+    # float32 Gram's rounding (~1e-7 per cosine) dominates the small result. Those rare
+    # (group, position) blocks are redone in float64 from the rows.
+    count = self_sq.sum(axis=1)  # usable rows per (group, position), (B, J)
+    ill = (prototype_sq < _ILL_CONDITIONED * count) & (count > 0)
+    ill |= (usable & (rest_sq < _ILL_CONDITIONED * (count - 1)[:, None, :])).any(axis=1)
+    if ill.any():
+        for b, j in zip(*np.nonzero(ill), strict=True):
+            cosines[b, j] = _exact_cosines(ragged, ragged.rollout[b], kept[b], j,
+                                           np.diagonal(cosines[b, j]) > 0)
+        self_sq, usable, dot, prototype_sq, rest_sq = _sums(cosines)
     return StepAgreement(
         members=members,
         similarity=_safe_ratio(dot, prototype_sq[:, None, :], usable),
         loo=_safe_ratio(dot - self_sq, rest_sq, usable),
     )
+
+
+def _sums(cosines: np.ndarray) -> tuple[np.ndarray, ...]:
+    """From C_ikj (B, J, N, N): |ê_ij|² (1 or 0), usable rows, ê_ij·S_j and |S_j - ê_ij|²
+    as (B, N, J), and |S_j|² as (B, J); in the order self_sq, usable, dot, prototype_sq,
+    rest_sq."""
+    self_sq = np.diagonal(cosines, axis1=2, axis2=3).transpose(0, 2, 1)
+    dot = cosines.sum(axis=3).transpose(0, 2, 1)
+    prototype_sq = cosines.sum(axis=(2, 3))
+    rest_sq = prototype_sq[:, None, :] - 2.0 * dot + self_sq
+    return self_sq, self_sq > 0, dot, prototype_sq, rest_sq
+
+
+def _exact_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray, position: int,
+                   usable: np.ndarray) -> np.ndarray:
+    """C_ik at one (group, position), (N, N), from the rows in float64; which rows are usable
+    stays as the float32 pass decided (degenerate rows: module docstring)."""
+    rows = np.zeros((len(usable), ragged.dim))
+    for slot in np.flatnonzero(usable & (position < kept)):
+        row = ragged.arrays[rollouts[slot]][position].astype(np.float64)
+        rows[slot] = row / np.linalg.norm(row)
+    cosines = rows @ rows.T
+    np.fill_diagonal(cosines, usable)  # cos(e, e) = 1 exactly
+    return cosines
 
 
 def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
@@ -120,11 +156,31 @@ def _part_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
             continue
         bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))
         slots = slot_order[bucket, :bucket_size]
-        gram = _bucket_gram(ragged, rollouts[bucket[:, None], slots],
-                            kept[bucket[:, None], slots], bucket_depth)
+        members, member_kept = rollouts[bucket[:, None], slots], kept[bucket[:, None], slots]
+        gram = _redo_subnormal(_bucket_gram(ragged, members, member_kept, bucket_depth),
+                               ragged, members, member_kept)
         cosines[bucket[:, None, None, None], np.arange(bucket_depth)[:, None, None],
                 slots[:, None, :, None], slots[:, None, None, :]] = _cosines(gram)
     return cosines
+
+
+def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
+                    kept: np.ndarray) -> np.ndarray:
+    """`gram` (C, depth, g, g) with the entries of rows whose float32 squared norm is
+    subnormal recomputed in float64: float32 keeps only a few digits there. Such rows are
+    rare (real embeddings are nowhere near that short), so this loops over them."""
+    norm_sq = np.diagonal(gram, axis1=-2, axis2=-1)  # (C, depth, g)
+    short = (norm_sq > 0) & (norm_sq < _FLOAT32_TINY)
+    if not short.any():
+        return gram
+    gram = gram.astype(np.float64)
+    for c, j, s in zip(*np.nonzero(short), strict=True):
+        rows = np.zeros((len(kept[c]), ragged.dim))  # zero: a rollout that stops before j
+        for slot, (rollout, count) in enumerate(zip(rollouts[c], kept[c], strict=True)):
+            if j < count:
+                rows[slot] = ragged.arrays[rollout][j]
+        gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
+    return gram
 
 
 def _cosines(gram: np.ndarray) -> np.ndarray:

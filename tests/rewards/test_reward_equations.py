@@ -194,6 +194,27 @@ def test_zero_and_nan_embeddings_are_steps_with_similarity_zero():
     assert np.isfinite(scores.loo_similarity[:, 0]).all()
 
 
+def test_a_very_short_row_keeps_its_direction_and_one_whose_square_underflows_is_zero():
+    # |[0, 1.4e-21]|² = 2e-42 is float32-subnormal (few digits): the cosine is still exact.
+    # |[0, 1e-30]|² underflows float32 to 0: that row is a zero vector (similarity 0).
+    group = (["a"] * 3, [rows([0, 1]), rows([0, 1.4179681e-21]), rows([0, 1e-30])], [0] * 3)
+    scores = score_group(*group, LATE, DEFAULT)
+    # S = [0,1] + [0,1] + 0: c = 1, 1, 0; S_ij = cos(e_i, S - e_i) = 1, 1, and 0 for the zero row.
+    np.testing.assert_allclose(scores.step_similarity[:, 0], [1.0, 1.0, 0.5], rtol=1e-7)
+    np.testing.assert_allclose(scores.loo_similarity[:, 0], [1.0, 1.0, 0.0], rtol=1e-7)
+
+
+def test_leave_one_out_sums_that_nearly_cancel_keep_their_digits():
+    # For rollout 0, S - ê_0 = ê_1 + ê_2 ≈ [0.0014, 0.053]: the two unit vectors almost cancel,
+    # so |S - ê_0|² = 2 + 2 cos(e_1, e_2) ≈ 0.0028 loses digits in float32 Gram arithmetic.
+    e = rows([0.0, 1.0], [-0.5884594, 0.03125], [0.625, 0.0])
+    scores = score_group(["a"] * 3, [e[i : i + 1] for i in range(3)], [0] * 3, LATE, DEFAULT)
+    units = e.astype(np.float64) / np.linalg.norm(e.astype(np.float64), axis=1, keepdims=True)
+    rest = units[1] + units[2]
+    expected = units[0] @ rest / np.linalg.norm(rest)  # 0.99964817...
+    assert scores.loo_similarity[0, 0] == pytest.approx(expected, rel=1e-7)
+
+
 def test_signed_similarity_range_uses_the_cosine_itself():
     config = RewardConfig(similarity_range="signed", use_density=False)
     group = (["a", "a"], [rows([1, 0]), rows([-1, 0])], [0, 0])
