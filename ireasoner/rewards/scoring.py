@@ -1,9 +1,9 @@
 """The scoring API: rewards and diagnostics of groups of Solver rollouts (spec §2-3).
 
 `score_batch` scores many groups (one per question) at once: answers become integer codes in
-a padded (groups, N) array, step embeddings stay a ragged list read once per chunk, and every
-formula is an array expression over (groups, N, J_max). Nothing loops over rollouts in Python
-except to check inputs and to slice the outputs per group.
+a padded (groups, N) array, step embeddings stay a ragged list whose rows are read once (see
+step_level), and every formula is an array expression over (groups, N, J_max). Nothing loops
+over rollouts in Python except to check inputs and to slice the outputs per group.
 """
 
 from __future__ import annotations
@@ -96,10 +96,8 @@ def _prepare(groups: Sequence[Group]) -> _Batch:
                              f"step-embedding arrays and {len(lengths)} answer lengths")
     answers = list(itertools.chain.from_iterable(g[0] for g in groups))
     arrays = list(itertools.chain.from_iterable(g[1] for g in groups))
-    lengths = np.concatenate([np.asarray(g[2], dtype=np.float64).reshape(-1) for g in groups])
     _check_answers(answers)
-    if not np.all(np.isfinite(lengths) & (lengths >= 0)):
-        raise ValueError("answer_lengths must be finite and >= 0")
+    lengths = _answer_lengths(groups, len(answers))
     step_counts, dim = _check_embeddings(arrays)
     first = np.concatenate(([0], np.cumsum(sizes)[:-1]))
     group_of = np.repeat(np.arange(len(sizes)), sizes)
@@ -124,6 +122,18 @@ def _check_answers(answers: list[str | None]) -> None:
     wrong = [a for a in answers if a is not None and not isinstance(a, str)]
     if wrong:
         raise TypeError(f"answers must be normalised strings or None, got {wrong[0]!r}")
+
+
+def _answer_lengths(groups: Sequence[Group], count: int) -> np.ndarray:
+    """All groups' L_i as one float array (one `fromiter`: a conversion per group showed)."""
+    try:
+        lengths = np.fromiter(itertools.chain.from_iterable(g[2] for g in groups),
+                              dtype=np.float64, count=count)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"answer_lengths must be numbers: {error}") from None
+    if not np.all(np.isfinite(lengths) & (lengths >= 0)):
+        raise ValueError("answer_lengths must be finite and >= 0")
+    return lengths
 
 
 def _check_embeddings(arrays: list[np.ndarray]) -> tuple[np.ndarray, int]:

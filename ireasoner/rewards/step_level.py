@@ -7,14 +7,18 @@ With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|
   c_ij = cos(ê_ij, μ_j)    = ê_ij·S_j / |S_j|
   S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1.
 The cosines come from one Gram matrix per (group, position), so the embeddings, which dominate
-the cost, are read from memory once: a chunk of groups (16 MB, so it stays in cache) is
-copied in one `torch.cat` into a zero-padded buffer, and one batched matmul of that buffer
-with itself gives all its Gram matrices. Both release the GIL, so two threads share the work.
+the cost, are read from memory once. Two implementations, same results:
+- `_gram.c` (built by setup.py wherever a C compiler is found) reads each row where it lies,
+  sums products in double, and runs without the GIL in two threads;
+- without it, a chunk of groups (16 MB, so it stays in cache) is copied in one `torch.cat`
+  into a zero-padded buffer, and one batched float32 matmul of that buffer with itself gives
+  all its Gram matrices. The copy costs more than the arithmetic: on benchmarks/rewards.py
+  this path takes 81 ms where `_gram.c` takes 47 (2-core box).
 
 Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
 overflows float32, or underflows it to 0: |e| above ~1e19 or below ~1e-23), counts as a step of
 its rollout but has similarity 0 with everything. A row whose squared norm is float32-subnormal
-(|e| below ~1e-19) has its Gram entries redone in float64, which keeps their digits.
+(|e| below ~1e-19) keeps its digits: the torch path redoes its Gram entries in float64.
 A prototype or leave-one-out sum whose squared norm is below `_TINY` (its unit vectors cancel
 out) has no direction: similarity 0 too.
 """
@@ -29,12 +33,21 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+try:  # built by setup.py wherever a C compiler is found; the torch path does without it
+    from ireasoner.rewards import _gram
+except ImportError:
+    _gram = None
+
 _TINY = 1e-6
 _FLOAT32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
+# A squared norm outside (0, float32 max] marks a degenerate row on both paths: a float32
+# Gram overflows or underflows there, and the double one is held to the same rule.
+_SMALLEST_NORM_SQ = float(np.finfo(np.float32).smallest_subnormal)
+_LARGEST_NORM_SQ = float(np.finfo(np.float32).max)
 # A sum of m unit vectors whose squared norm is below this times m has mostly cancelled out.
 _ILL_CONDITIONED = 0.25
-# 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164 for 2,500 groups):
-# fewer chunks cost less Python, and a chunk must still sit in cache for its matmul.
+# Torch path, 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164
+# for 2,500 groups): fewer chunks cost less Python, and a chunk must still sit in cache.
 _CHUNK_BYTES = 1 << 24
 _THREADS = 2
 _PARALLEL_GROUPS = 64  # below this, starting the threads costs more than they save
@@ -77,9 +90,9 @@ def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int,
         kept = np.minimum(kept, second_deepest[:, None])
     cosines = _member_cosines(ragged, kept, max_steps)
     self_sq, usable, dot, prototype_sq, rest_sq = _sums(cosines)
-    # |S_j|² and |S_j - ê_ij|² are sums of cosines: when the unit vectors nearly cancel, the
-    # float32 Gram's rounding (~1e-7 per cosine) dominates the small result. Those rare
-    # (group, position) blocks are redone in float64 from the rows.
+    # |S_j|² and |S_j - ê_ij|² are sums of cosines: when the unit vectors nearly cancel, a
+    # float32 Gram's rounding (~1e-7 per cosine, torch path) dominates the small result. Those
+    # rare (group, position) blocks are redone in float64 from the rows.
     count = self_sq.sum(axis=1)  # usable rows per (group, position), (B, J)
     ill = (prototype_sq < _ILL_CONDITIONED * count) & (count > 0)
     ill |= (usable & (rest_sq < _ILL_CONDITIONED * (count - 1)[:, None, :])).any(axis=1)
@@ -129,39 +142,142 @@ def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
 def _member_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
     """C_ikj as a (B, J, N, N) float64 array: exactly 1 on the diagonal for a usable row, 0
     for a pair with a degenerate row or a non-member. kept[b, i] is how many steps of rollout
-    i enter G_j (0 outside G). One core copies at well below the memory's speed, so two
-    threads share the groups."""
-    if len(kept) < _PARALLEL_GROUPS:
-        return _part_cosines(ragged, ragged.rollout, kept, positions)
-    halves = np.array_split(np.arange(len(kept)), _THREADS)
-    with ThreadPoolExecutor(_THREADS) as pool:
-        parts = pool.map(lambda part: _part_cosines(ragged, ragged.rollout[part], kept[part],
-                                                    positions), halves)
-        return np.concatenate(list(parts))
+    i enter G_j (0 outside G)."""
+    if _gram is not None:
+        return _cosines(_native_gram(ragged, kept, positions))
+    return _torch_cosines(ragged, kept, positions)
 
 
-def _part_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
-                  positions: int) -> np.ndarray:
-    """`_member_cosines` of the groups whose rollouts (B, N) and kept (B, N) are given. Groups
-    are bucketed by (|G|, deepest kept rollout) so each bucket pads to a tight block: no rows
-    are read for rollouts outside G, and few zeros are written."""
+def _native_gram(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
+    """The Gram matrices of the kept rows, (B, J, N, N) float64, zero elsewhere, by `_gram.c`
+    (rows read in place, products summed in double). The C code runs without the GIL, so
+    `_THREADS` threads take one range of groups each, with equal numbers of rows."""
+    groups, width = kept.shape
+    gram = np.zeros((groups, positions, width, width))
+    rollout = np.ascontiguousarray(ragged.rollout, dtype=np.int64)
+    kept = np.ascontiguousarray(kept, dtype=np.int64)
+    threads = _THREADS if groups >= _PARALLEL_GROUPS else 1
+    rows = np.cumsum(kept.sum(axis=1))
+    bounds = [0, *np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads).tolist(),
+              groups]
+    ranges = list(itertools.pairwise(bounds))
+
+    def fill(arrays: list[np.ndarray]) -> int:
+        """-1, or the index of an array the C code cannot read in place."""
+        if threads == 1:
+            return _gram.member_gram(arrays, rollout, kept, gram, ragged.dim, 0, groups)
+        with ThreadPoolExecutor(threads) as pool:
+            return max(pool.map(lambda span: _gram.member_gram(
+                arrays, rollout, kept, gram, ragged.dim, *span), ranges))
+
+    if fill(ragged.arrays) >= 0:  # some array is not float32 with contiguous rows
+        unreadable = fill(list(map(_as_float32, ragged.arrays)))
+        if unreadable >= 0:  # _check_embeddings lets no such array through
+            raise RuntimeError(f"step embeddings of rollout {unreadable}: shape "
+                               f"{ragged.arrays[unreadable].shape} cannot be read")
+    return gram
+
+
+def _torch_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
+    """`_member_cosines` without the compiled `_gram`: the rows are copied into a buffer for
+    one batched float32 matmul per chunk of groups.
+
+    Groups are bucketed by (|G|, deepest kept rollout) so each bucket pads to a tight block:
+    no rows are read for rollouts outside G, and few zeros are written. One core copies at
+    well below the memory's speed, so two threads share the buckets' chunks: dealt in turn,
+    largest first, so that both finish together; each reuses one buffer (a fresh 16 MB
+    buffer per bucket cost ~8 % of the time in page faults)."""
     groups, width = kept.shape
     cosines = np.zeros((groups, positions, width, width))
+    buckets = _buckets(ragged.rollout, kept)
+    chunks = sorted(((bucket, start, stop) for bucket in buckets
+                     for start, stop in _chunk_ranges(bucket, ragged.dim)),
+                    key=lambda chunk: (chunk[1] - chunk[2]) * chunk[0].rows_per_group)
+    threads = _THREADS if groups >= _PARALLEL_GROUPS else 1
+    padding = torch.zeros((positions, ragged.dim), dtype=torch.float32)
+    # pads[depth][k]: the zero rows that follow a rollout with k of a bucket's `depth` rows.
+    pads = {bucket.depth: [padding[: bucket.depth - k] for k in range(bucket.depth + 1)]
+            for bucket in buckets}
+
+    def fill(share: list[tuple[_Bucket, int, int]]) -> None:
+        buffer = torch.empty(max(((stop - start) * bucket.rows_per_group * ragged.dim
+                                  for bucket, start, stop in share), default=0),
+                             dtype=torch.float32)
+        for bucket, start, stop in share:
+            _chunk_gram(ragged, bucket, start, stop, buffer, pads[bucket.depth])
+
+    def finish(bucket: _Bucket) -> None:
+        size = bucket.slots.shape[1]
+        gram = bucket.gram.numpy().reshape(len(bucket.groups), bucket.depth, size, size)
+        gram = _redo_subnormal(gram, ragged, bucket.rollouts, bucket.kept)
+        cosines[bucket.groups[:, None, None, None], np.arange(bucket.depth)[:, None, None],
+                bucket.slots[:, None, :, None], bucket.slots[:, None, None, :]] = _cosines(gram)
+
+    if threads == 1:  # a few groups: starting a thread would cost more than the work
+        fill(chunks)
+        for bucket in buckets:
+            finish(bucket)
+        return cosines
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(fill, [chunks[k::threads] for k in range(threads)]))
+        list(pool.map(finish, buckets))  # each writes its own groups of `cosines`
+    return cosines
+
+
+@dataclass(frozen=True)
+class _Bucket:
+    """Groups of one shape: `size` kept rollouts of at most `depth` rows each."""
+
+    groups: np.ndarray  # (C,) batch index of each group
+    slots: np.ndarray  # (C, size) slot of each kept rollout in its group, in order
+    rollouts: np.ndarray  # (C, size) their index into RaggedSteps.arrays
+    kept: np.ndarray  # (C, size) their kept rows
+    depth: int
+    gram: torch.Tensor  # (C * depth, size, size) float32, filled chunk by chunk
+
+    @property
+    def rows_per_group(self) -> int:
+        return self.slots.shape[1] * self.depth
+
+
+def _buckets(rollouts: np.ndarray, kept: np.ndarray) -> list[_Bucket]:
     size = (kept > 0).sum(axis=1)
     depth = kept.max(axis=1)
     # Per group, the slots of its kept rollouts first, in order.
     slot_order = np.argsort(kept == 0, axis=1, kind="stable")
+    buckets = []
     for bucket_size, bucket_depth in set(zip(size.tolist(), depth.tolist(), strict=True)):
         if bucket_depth == 0:
             continue
-        bucket = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))
-        slots = slot_order[bucket, :bucket_size]
-        members, member_kept = rollouts[bucket[:, None], slots], kept[bucket[:, None], slots]
-        gram = _redo_subnormal(_bucket_gram(ragged, members, member_kept, bucket_depth),
-                               ragged, members, member_kept)
-        cosines[bucket[:, None, None, None], np.arange(bucket_depth)[:, None, None],
-                slots[:, None, :, None], slots[:, None, None, :]] = _cosines(gram)
-    return cosines
+        groups = np.flatnonzero((size == bucket_size) & (depth == bucket_depth))
+        slots = slot_order[groups, :bucket_size]
+        buckets.append(_Bucket(
+            groups=groups, slots=slots, rollouts=rollouts[groups[:, None], slots],
+            kept=kept[groups[:, None], slots], depth=bucket_depth,
+            gram=torch.empty((len(groups) * bucket_depth, bucket_size, bucket_size))))
+    return buckets
+
+
+def _chunk_ranges(bucket: _Bucket, dim: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges of the bucket's groups whose padded rows fill at most one buffer."""
+    per_chunk = max(1, _CHUNK_BYTES // (bucket.rows_per_group * 4 * dim))
+    count = len(bucket.groups)
+    return [(start, min(start + per_chunk, count)) for start in range(0, count, per_chunk)]
+
+
+def _chunk_gram(ragged: RaggedSteps, bucket: _Bucket, start: int, stop: int,
+                buffer: torch.Tensor, pads: list[torch.Tensor]) -> None:
+    """Gram matrices of groups [start, stop) of the bucket, into bucket.gram. Their rows are
+    copied into `buffer` slot-major, (size, chunk, depth, d), so that the rows of one
+    (group, position) are `size` rows a fixed stride apart: one batched matmul, without a
+    copy, covers the whole chunk."""
+    depth, dim = bucket.depth, ragged.dim
+    size = bucket.slots.shape[1]
+    rows = buffer[: (stop - start) * bucket.rows_per_group * dim]
+    torch.cat(_padded_pieces(ragged.arrays, bucket.rollouts[start:stop].T,
+                             bucket.kept[start:stop].T, pads), out=rows.view(-1, dim))
+    steps = rows.view(size, -1, dim).transpose(0, 1)  # (chunk * depth, size, d)
+    torch.bmm(steps, steps.transpose(1, 2), out=bucket.gram[start * depth : stop * depth])
 
 
 def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
@@ -186,36 +302,14 @@ def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
 def _cosines(gram: np.ndarray) -> np.ndarray:
     """Gram matrices (..., g, g) of raw rows -> their cosines, as `_member_cosines` says."""
     norm_sq = np.diagonal(gram, axis1=-2, axis2=-1).astype(np.float64)
-    usable = np.isfinite(norm_sq) & (norm_sq > 0)  # padding rows are zero: never usable
+    # Padding rows are zero, never usable; NaN fails both comparisons.
+    usable = (norm_sq >= _SMALLEST_NORM_SQ) & (norm_sq <= _LARGEST_NORM_SQ)
     inverse_norm = np.where(usable, 1.0 / np.sqrt(np.where(usable, norm_sq, 1.0)), 0.0)
     pair = usable[..., :, None] & usable[..., None, :]
     # Masking first keeps a degenerate row's NaN or inf out of the products.
     cosines = np.where(pair, gram, 0.0) * inverse_norm[..., :, None] * inverse_norm[..., None, :]
     np.einsum("...ii->...i", cosines)[...] = usable  # cos(e, e) = 1 exactly
     return cosines
-
-
-def _bucket_gram(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
-                 depth: int) -> np.ndarray:
-    """Gram matrices (C, depth, g, g), float32, of C groups of the same shape: rollouts (C, g)
-    with kept (C, g) rows of at most `depth`. Chunk by chunk through one reused buffer laid out
-    slot-major, (g, chunk, depth, d), so that the rows of one (group, position) are `g` rows
-    a fixed stride apart: one batched matmul, without a copy, covers the whole chunk."""
-    count, size = rollouts.shape
-    dim = ragged.dim
-    gram = torch.empty((count * depth, size, size), dtype=torch.float32)
-    per_chunk = max(1, _CHUNK_BYTES // (size * depth * 4 * dim))
-    buffer = torch.empty(min(per_chunk, count) * size * depth * dim, dtype=torch.float32)
-    padding = torch.zeros((depth, dim), dtype=torch.float32)
-    pads = [padding[: depth - k] for k in range(depth + 1)]
-    for start in range(0, count, per_chunk):
-        stop = min(start + per_chunk, count)
-        rows = buffer[: (stop - start) * size * depth * dim]
-        torch.cat(_padded_pieces(ragged.arrays, rollouts[start:stop].T, kept[start:stop].T,
-                                 pads), out=rows.view(-1, dim))
-        steps = rows.view(size, -1, dim).transpose(0, 1)  # (chunk * depth, g, d)
-        torch.bmm(steps, steps.transpose(1, 2), out=gram[start * depth : stop * depth])
-    return gram.view(count, depth, size, size).numpy()
 
 
 def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndarray,
@@ -226,9 +320,12 @@ def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndar
     counts = kept.reshape(-1).tolist()
     heads = map(operator.getitem, map(arrays.__getitem__, rollouts.reshape(-1).tolist()),
                 map(slice, counts))
-    return list(itertools.chain.from_iterable(
+    # Every head is kept, a pad only when it is not empty: cat pays for each piece it is given.
+    keep = np.ones((kept.size, 2), dtype=bool)
+    keep[:, 1] = kept.reshape(-1) < len(pads) - 1
+    return list(itertools.compress(itertools.chain.from_iterable(
         zip(map(torch.from_numpy, map(_as_float32, heads)), map(pads.__getitem__, counts),
-            strict=True)))
+            strict=True)), keep.reshape(-1).tolist()))
 
 
 def _as_float32(rows: np.ndarray) -> np.ndarray:

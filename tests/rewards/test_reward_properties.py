@@ -10,6 +10,9 @@ from hypothesis import strategies as st
 
 from ireasoner.rewards import RewardConfig, score_batch, score_group
 
+# Every test here runs on both implementations of the Gram matrices (conftest.py).
+pytestmark = pytest.mark.usefixtures("gram_path")
+
 DIM = 3
 CONFIGS = st.builds(
     RewardConfig,
