@@ -295,7 +295,8 @@ def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
         for slot, (rollout, count) in enumerate(zip(rollouts[c], kept[c], strict=True)):
             if j < count:
                 rows[slot] = ragged.arrays[rollout][j]
-        gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
+        with np.errstate(invalid="ignore", over="ignore"):  # a degenerate row: masked later
+            gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
     return gram
 
 
