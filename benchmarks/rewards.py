@@ -99,10 +99,11 @@ def loop_score_group(answers, embeddings, lengths, iteration, config):
             answer_reward.append((counts[answers[i]] / n) ** config.alpha
                                  * (1 - config.length_penalty * over))
     units = {}
-    for i in group:
-        rows = embeddings[i][:depth].astype(np.float32)
+    for i in group:  # in float64, where no finite float32 row has a squared norm out of range
+        rows = embeddings[i][:depth].astype(np.float64)
         norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        units[i] = np.where(norms > 0, rows / np.where(norms > 0, norms, 1), 0)
+        usable = np.isfinite(norms) & (norms > 0)  # zero or non-finite: a degenerate row
+        units[i] = np.where(usable, rows / np.where(usable, norms, 1), 0)
     step_reward = [0.0] * n
     loo = np.full((n, depth), np.nan)
     for i in group:
@@ -112,11 +113,11 @@ def loop_score_group(answers, embeddings, lengths, iteration, config):
             others = [units[k][j] for k in members if k != i]
             if others:
                 rest = np.mean(others, axis=0)
-                loo[i, j] = _cosine(units[i][j], rest)
+                loo[i, j] = _cosine(units[i][j], rest, len(others))
             if len(members) < config.min_group_for_step:
                 continue
             prototype = np.mean([units[k][j] for k in members], axis=0)
-            similarity = _cosine(units[i][j], prototype)
+            similarity = _cosine(units[i][j], prototype, len(members))
             if config.similarity_range == "unit":
                 similarity = (similarity + 1) / 2
             weight = math.exp(-config.position_decay * j)
@@ -128,9 +129,13 @@ def loop_score_group(answers, embeddings, lengths, iteration, config):
     return solver, proposer_reward(entropy, config), loo
 
 
-def _cosine(a, b):
-    norms = np.linalg.norm(a) * np.linalg.norm(b)
-    return float(a @ b / norms) if norms > 1e-6 else 0.0
+def _cosine(unit, mean, count):
+    """cos(unit, mean) of a unit (or degenerate, zero) row and the mean of `count` unit rows;
+    0 where that sum of unit rows has no direction: its squared norm, count² |mean|², is
+    below 1e-6 (step_level's _TINY), as the scorer documents."""
+    if not unit.any() or count * count * (mean @ mean) < 1e-6:
+        return 0.0
+    return float(unit @ mean / (np.linalg.norm(unit) * np.linalg.norm(mean)))
 
 
 def floor_seconds(groups, scores, config) -> dict[str, float]:

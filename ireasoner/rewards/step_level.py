@@ -15,12 +15,13 @@ the cost, are read from memory once. Two implementations, same results:
   all its Gram matrices. The copy costs more than the arithmetic: on benchmarks/rewards.py
   this path takes 81 ms where `_gram.c` takes 47 (2-core box).
 
-Degenerate rows: a zero vector, or a row with a non-finite entry (or whose squared norm
-overflows float32, or underflows it to 0: |e| above ~1e19 or below ~1e-23), counts as a step of
-its rollout but has similarity 0 with everything. A row whose squared norm is float32-subnormal
-(|e| below ~1e-19) keeps its digits: the torch path redoes its Gram entries in float64.
-A prototype or leave-one-out sum whose squared norm is below `_TINY` (its unit vectors cancel
-out) has no direction: similarity 0 too.
+Degenerate rows: a zero vector, or a row with a non-finite entry, counts as a step of its
+rollout but has similarity 0 with everything. Any other row keeps its direction, however short
+or long (scaling a row changes nothing): `_gram.c` sums in double, where every finite float32
+row has a finite, nonzero squared norm, and the torch path redoes in float64 the Gram entries
+of the rows whose float32 squared norm underflows or overflows (|e| below ~1e-19 or above
+~1e19). A prototype or leave-one-out sum whose squared norm is below `_TINY` (its unit vectors
+cancel out) has no direction: similarity 0 too.
 """
 
 from __future__ import annotations
@@ -40,10 +41,6 @@ except ImportError:
 
 _TINY = 1e-6
 _FLOAT32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
-# A squared norm outside (0, float32 max] marks a degenerate row on both paths: a float32
-# Gram overflows or underflows there, and the double one is held to the same rule.
-_SMALLEST_NORM_SQ = float(np.finfo(np.float32).smallest_subnormal)
-_LARGEST_NORM_SQ = float(np.finfo(np.float32).max)
 # A sum of m unit vectors whose squared norm is below this times m has mostly cancelled out.
 _ILL_CONDITIONED = 0.25
 # Torch path, 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164
@@ -122,7 +119,7 @@ def _sums(cosines: np.ndarray) -> tuple[np.ndarray, ...]:
 def _exact_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray, position: int,
                    usable: np.ndarray) -> np.ndarray:
     """C_ik at one (group, position), (N, N), from the rows in float64; which rows are usable
-    stays as the float32 pass decided (degenerate rows: module docstring)."""
+    stays as the Gram pass decided (degenerate rows: module docstring)."""
     rows = np.zeros((len(usable), ragged.dim))
     for slot in np.flatnonzero(usable & (position < kept)):
         row = ragged.arrays[rollouts[slot]][position].astype(np.float64)
@@ -209,7 +206,7 @@ def _torch_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.
     def finish(bucket: _Bucket) -> None:
         size = bucket.slots.shape[1]
         gram = bucket.gram.numpy().reshape(len(bucket.groups), bucket.depth, size, size)
-        gram = _redo_subnormal(gram, ragged, bucket.rollouts, bucket.kept)
+        gram = _redo_out_of_range(gram, ragged, bucket.rollouts, bucket.kept)
         cosines[bucket.groups[:, None, None, None], np.arange(bucket.depth)[:, None, None],
                 bucket.slots[:, None, :, None], bucket.slots[:, None, None, :]] = _cosines(gram)
 
@@ -280,22 +277,25 @@ def _chunk_gram(ragged: RaggedSteps, bucket: _Bucket, start: int, stop: int,
     torch.bmm(steps, steps.transpose(1, 2), out=bucket.gram[start * depth : stop * depth])
 
 
-def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
-                    kept: np.ndarray) -> np.ndarray:
-    """`gram` (C, depth, g, g) with the entries of rows whose float32 squared norm is
-    subnormal recomputed in float64: float32 keeps only a few digits there. Such rows are
-    rare (real embeddings are nowhere near that short), so this loops over them."""
+def _redo_out_of_range(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
+                       kept: np.ndarray) -> np.ndarray:
+    """`gram` (C, depth, g, g), float32, with the entries of each row whose squared norm
+    float32 cannot hold (subnormal: few digits; 0 or inf while the row is neither zero nor
+    infinite) recomputed in float64. Such rows are rare (real embeddings are nowhere near), so
+    this loops over them; a zero or non-finite row stays degenerate (its float64 entries are
+    0 or not finite)."""
     norm_sq = np.diagonal(gram, axis1=-2, axis2=-1)  # (C, depth, g)
-    short = (norm_sq > 0) & (norm_sq < _FLOAT32_TINY)
-    if not short.any():
+    real = np.arange(gram.shape[1])[None, :, None] < kept[:, None, :]  # not a padding row
+    out_of_range = real & ~((norm_sq >= _FLOAT32_TINY) & np.isfinite(norm_sq))
+    if not out_of_range.any():
         return gram
     gram = gram.astype(np.float64)
-    for c, j, s in zip(*np.nonzero(short), strict=True):
+    for c, j, s in zip(*np.nonzero(out_of_range), strict=True):
         rows = np.zeros((len(kept[c]), ragged.dim))  # zero: a rollout that stops before j
         for slot, (rollout, count) in enumerate(zip(rollouts[c], kept[c], strict=True)):
             if j < count:
                 rows[slot] = ragged.arrays[rollout][j]
-        with np.errstate(invalid="ignore", over="ignore"):  # a degenerate row: masked later
+        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row: degenerate
             gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
     return gram
 
@@ -303,8 +303,7 @@ def _redo_subnormal(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
 def _cosines(gram: np.ndarray) -> np.ndarray:
     """Gram matrices (..., g, g) of raw rows -> their cosines, as `_member_cosines` says."""
     norm_sq = np.diagonal(gram, axis1=-2, axis2=-1).astype(np.float64)
-    # Padding rows are zero, never usable; NaN fails both comparisons.
-    usable = (norm_sq >= _SMALLEST_NORM_SQ) & (norm_sq <= _LARGEST_NORM_SQ)
+    usable = np.isfinite(norm_sq) & (norm_sq > 0)  # padding rows are zero: never usable
     inverse_norm = np.where(usable, 1.0 / np.sqrt(np.where(usable, norm_sq, 1.0)), 0.0)
     pair = usable[..., :, None] & usable[..., None, :]
     # Masking first keeps a degenerate row's NaN or inf out of the products.

@@ -197,14 +197,17 @@ def test_zero_and_nan_embeddings_are_steps_with_similarity_zero():
     assert np.isfinite(scores.loo_similarity[:, 0]).all()
 
 
-def test_a_very_short_row_keeps_its_direction_and_one_whose_square_underflows_is_zero():
-    # |[0, 1.4e-21]|² = 2e-42 is float32-subnormal (few digits): the cosine is still exact.
-    # |[0, 1e-30]|² underflows float32 to 0: that row is a zero vector (similarity 0).
-    group = (["a"] * 3, [rows([0, 1]), rows([0, 1.4179681e-21]), rows([0, 1e-30])], [0] * 3)
+def test_rows_of_any_finite_length_keep_their_direction():
+    # |[0, 1.4e-21]|² = 2e-42 is float32-subnormal (few digits), |[0, 1e-30]|² underflows
+    # float32 to 0 and |[0, 1e30]|² overflows it: each still points along [0, 1], as scaling a
+    # row changes nothing. Only the zero row is degenerate (similarity 0).
+    group = (["a"] * 5, [rows([0, 1]), rows([0, 1.4179681e-21]), rows([0, 1e-30]),
+                         rows([0, 1e30]), rows([0, 0])], [0] * 5)
     scores = score_group(*group, LATE, DEFAULT)
-    # S = [0,1] + [0,1] + 0: c = 1, 1, 0; S_ij = cos(e_i, S - e_i) = 1, 1, and 0 for the zero row.
-    np.testing.assert_allclose(scores.step_similarity[:, 0], [1.0, 1.0, 0.5], rtol=1e-7)
-    np.testing.assert_allclose(scores.loo_similarity[:, 0], [1.0, 1.0, 0.0], rtol=1e-7)
+    # S = 4 [0, 1]: c = 1 for the four, 0 for the zero row -> (c + 1) / 2 = 1 and 0.5;
+    # S_ij = cos(e_i, S - e_i) = 1 for the four, 0 for the zero row.
+    np.testing.assert_allclose(scores.step_similarity[:, 0], [1, 1, 1, 1, 0.5], rtol=1e-7)
+    np.testing.assert_allclose(scores.loo_similarity[:, 0], [1, 1, 1, 1, 0], rtol=1e-7)
 
 
 def test_leave_one_out_sums_that_nearly_cancel_keep_their_digits():
