@@ -172,8 +172,8 @@ def on_torch_path(action):
 
 
 def median_time(action, repeats: int = 5):
-    """(median seconds of `repeats` calls, the last result): the three ways of scoring are
-    timed alike, so neither gains from a warm cache the other did not get. As `timeit` does,
+    """(median seconds of `repeats` calls, the last result): every way of scoring is timed
+    alike, so none gains from a warm cache the others did not get. As `timeit` does,
     the cyclic garbage collector is off while a call runs: with this process's ~300k live
     objects one full collection takes ~20 ms, and whether it falls inside a call is chance."""
     seconds = []
