@@ -120,13 +120,21 @@ def _exact_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray, 
                    usable: np.ndarray) -> np.ndarray:
     """C_ik at one (group, position), (N, N), from the rows in float64; which rows are usable
     stays as the Gram pass decided (degenerate rows: module docstring)."""
-    rows = np.zeros((len(usable), ragged.dim))
-    for slot in np.flatnonzero(usable & (position < kept)):
-        row = ragged.arrays[rollouts[slot]][position].astype(np.float64)
-        rows[slot] = row / np.linalg.norm(row)
+    rows = np.where(usable[:, None], _position_rows(ragged, rollouts, kept, position), 0.0)
+    rows[usable] /= np.linalg.norm(rows[usable], axis=1, keepdims=True)
     cosines = rows @ rows.T
     np.fill_diagonal(cosines, usable)  # cos(e, e) = 1 exactly
     return cosines
+
+
+def _position_rows(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
+                   position: int) -> np.ndarray:
+    """(g, d) float64: row `position` of each of one group's rollouts (g,), zero for a rollout
+    that keeps fewer rows (kept, (g,))."""
+    rows = np.zeros((len(kept), ragged.dim))
+    for slot in np.flatnonzero(position < kept):
+        rows[slot] = ragged.arrays[rollouts[slot]][position]
+    return rows
 
 
 def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
@@ -291,10 +299,7 @@ def _redo_out_of_range(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarr
         return gram
     gram = gram.astype(np.float64)
     for c, j, s in zip(*np.nonzero(out_of_range), strict=True):
-        rows = np.zeros((len(kept[c]), ragged.dim))  # zero: a rollout that stops before j
-        for slot, (rollout, count) in enumerate(zip(rollouts[c], kept[c], strict=True)):
-            if j < count:
-                rows[slot] = ragged.arrays[rollout][j]
+        rows = _position_rows(ragged, rollouts[c], kept[c], j)
         with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row: degenerate
             gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
     return gram
