@@ -36,8 +36,10 @@ from prefect.artifacts import (  # noqa: E402
 )
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
+from ireasoner.trainers.registry import trainer_spec  # noqa: E402
 from storage import RunStore  # noqa: E402
-from storage.schemas import make_table  # noqa: E402
+
+TABLES = {table.name: table for table in trainer_spec("ireasoner").all_tables()}
 
 PAPER_ITERATION_SECONDS = 35 * 3600 / 2500
 _TASK = dict(cache_policy=NO_CACHE, persist_result=False)
@@ -98,7 +100,7 @@ def _paper_tables(iteration: int) -> dict[str, object]:
     rewards = [dict(iteration=iteration, image_index=0, rollout_index=i, image_id="img",
                     parse_status="ok", answer_raw="42", answer="42", num_steps=steps,
                     steps_total=steps, words_before_answer=120, in_group=True, r_ans=0.7,
-                    r_step=0.6, r_sol=0.65, advantage=0.01) for i in range(n)]
+                    r_step=0.6, r_sol=0.65) for i in range(n)]
     group = dict(iteration=iteration, image_index=0, image_id="img", question="q",
                  dominant_answer="42", valid_answers=n, entropy=0.5, density=0.8,
                  group_fraction=0.8, proposer_reward=0.4, lam=0.3, valid_positions=8,
@@ -109,9 +111,7 @@ def _paper_tables(iteration: int) -> dict[str, object]:
 
 
 def _full_metrics(partial: dict) -> dict:
-    from storage.schemas import TABLES
-
-    row = {f.name: None if pa.types.is_list(f.type) else 0.5 for f in TABLES["metrics"]}
+    row = {f.name: None if pa.types.is_list(f.type) else 0.5 for f in TABLES["metrics"].schema}
     row.update(partial)
     return row
 
@@ -121,7 +121,8 @@ def _parquet_seconds(iterations: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(tmp)
         for iteration in range(1, iterations + 1):
-            tables = {name: make_table(name, rows) for name, rows in _paper_tables(iteration).items()}
+            tables = {name: TABLES[name].build(rows)
+                      for name, rows in _paper_tables(iteration).items()}
             start = time.perf_counter()
             for name, table in tables.items():
                 store.write_table(name, iteration, table)

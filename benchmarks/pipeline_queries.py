@@ -1,7 +1,7 @@
 """How fast can a whole run's artifacts be queried? (goal: (a) and (b) under 1 s)
 
 Synthesises the tables of a paper-sized run (2,500 iterations, B = 1 image, N = 5 rollouts, up
-to 8 steps each, ~250-token rollouts) with the store's own `make_table` / `write_table`, then
+to 8 steps each, ~250-token rollouts) with the tables' own `build` and the store's `write_table`, then
 times the reads the report and `ireasoner traces` do, on the per-iteration files as the stages
 write them, then again after `compact_run` (storage.compaction) merged them into chunks:
 
@@ -40,8 +40,12 @@ from ireasoner.config import Config
 from ireasoner.inspect.queries import image_steps, iteration_summary
 from ireasoner.inspect.report import write_report
 from ireasoner.inspect.traces import format_traces
-from storage import TABLES, RunStore, compact_run
-from storage.schemas import make_table
+from ireasoner.pipeline.run import open_run
+from ireasoner.trainers.registry import trainer_spec
+from storage import RunStore, compact_run
+
+IREASONER = trainer_spec("ireasoner")
+TABLES = {table.name: table for table in IREASONER.all_tables()}
 
 N, MAX_STEPS, IMAGES = 5, 8, 500
 WORDS = ("the bar chart shows value axis label triangle angle sum of interior degrees so we "
@@ -52,7 +56,7 @@ def synthesise(store: RunStore, iterations: int, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     for t in range(1, iterations + 1):
         for name, rows in _iteration_rows(rng, t).items():
-            store.write_table(name, t, make_table(name, rows))
+            store.write_table(name, t, TABLES[name].build(rows))
         store.mark_done(t, "update", {})  # complete, so compaction may merge it
 
 
@@ -80,8 +84,12 @@ def _iteration_rows(rng: np.random.Generator, t: int) -> dict[str, list[dict]]:
                          answer_raw=answers[i], answer=answers[i], num_steps=int(step_counts[i]),
                          steps_total=int(step_counts[i]), words_before_answer=150,
                          in_group=in_group[i], r_ans=float(rewards[i, 0]),
-                         r_step=float(rewards[i, 1]), r_sol=float(rewards[i, 2]),
-                         advantage=float(rewards[i, 2]) - 0.5) for i in range(N)],
+                         r_step=float(rewards[i, 1]), r_sol=float(rewards[i, 2]))
+                    for i in range(N)],
+        "updates": [dict(iteration=t, role="solver", step=t, source_iteration=t, image_index=0,
+                         rollout_index=i, off_policy=False, reward=float(rewards[i, 2]),
+                         baseline=0.5, advantage=float(rewards[i, 2]) - 0.5, kl=0.01,
+                         beta=1e-3, tokens=256) for i in range(N)],
         "groups": [dict(**key, image_id=image_id, question=question, dominant_answer=answers[0],
                         valid_answers=sum(a is not None for a in answers),
                         entropy=float(rng.random()), density=float(rng.random()),
@@ -90,9 +98,9 @@ def _iteration_rows(rng: np.random.Generator, t: int) -> dict[str, list[dict]]:
                         mean_steps=float(step_counts.mean()),
                         mean_step_similarity=float(rng.random()),
                         disagreement=list(rng.random(MAX_STEPS)))],
-        "metrics": [{**{name: float(rng.random()) for name in TABLES["metrics"].names},
+        "metrics": [{**{name: float(rng.random()) for name in TABLES["metrics"].schema.names},
                      "iteration": t, "proposer_updated": t % 5 == 0,
-                     "disagreement": list(rng.random(MAX_STEPS)), "rectify_success": None}],
+                     "disagreement": list(rng.random(MAX_STEPS))}],
     }
 
 
@@ -179,7 +187,8 @@ def main() -> None:
         store = RunStore(args.run_dir or Path(tmp) / "run")
         if not store.has_table("groups", args.iterations):
             start = time.perf_counter()
-            synthesise(store.open(Config(), resume=False), args.iterations)
+            open_run(store, Config(), trainer_spec, resume=False)
+            synthesise(store, args.iterations)
             print(f"synthesised {args.iterations} iterations in "
                   f"{time.perf_counter() - start:.1f} s")
         if not store.table_folder("groups").chunks:

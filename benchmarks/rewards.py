@@ -3,10 +3,8 @@
 2,500 groups (one per iteration of the paper's run) x N = 5 rollouts x up to 8 steps, d = 3584
 (Qwen2.5-VL-7B's width): parsing of realistic completion text, step embedding from a random
 152k x 3584 bf16 table with a word-piece tokenizer built locally, and scoring, each timed on
-its own; scoring on both implementations of step_level's Gram matrices (the compiled `_gram`
-and the torch path), and against the straightforward per-rollout loop below (kept as the
-reference: the benchmark checks that they agree); every way of scoring is timed as the median
-of five calls.
+its own; scoring against the spec's per-rollout loop (ireasoner.rewards.reference: the
+benchmark checks that they agree); every way of scoring is timed as the median of five calls.
 
     .venv/bin/python benchmarks/rewards.py [--groups 2500] [--vocab 152064]
 """
@@ -15,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import gc
-import math
 import os
 import resource
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
@@ -29,14 +25,8 @@ import torch
 from ireasoner.answers import normalise_answer
 from ireasoner.embeddings import StepEmbedder
 from ireasoner.parsing import parse_trace
-from ireasoner.rewards import (
-    RewardConfig,
-    lambda_at,
-    proposer_reward,
-    score_batch,
-    score_group,
-    step_level,
-)
+from ireasoner.rewards import RewardConfig, score_batch, score_group
+from ireasoner.rewards.reference import reference_score_group
 
 # The Rust tokenizer's thread pool only adds contention on a 2-core box.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -80,64 +70,6 @@ def random_table(vocab: int) -> torch.Tensor:
     return table
 
 
-def loop_score_group(answers, embeddings, lengths, iteration, config):
-    """The spec transcribed rollout by rollout, as one would write it first."""
-    n, depth = len(answers), config.max_steps
-    counts = Counter(a for a in answers if a is not None)
-    entropy = -sum(c / n * math.log(c / n) for c in counts.values())
-    dominant = max(counts, key=lambda a: (counts[a], -answers.index(a)), default=None)
-    group = [i for i in range(n) if answers[i] is not None and answers[i] == dominant]
-    density = (len(group) / n) ** config.gamma if config.use_density else 1.0
-    answer_reward = []
-    for i in range(n):
-        if answers[i] is None:
-            answer_reward.append(0.0)
-        elif config.mode == "discrete":
-            answer_reward.append(float(i in group))
-        else:
-            over = min(max((lengths[i] - config.length_budget) / config.length_budget, 0), 1)
-            answer_reward.append((counts[answers[i]] / n) ** config.alpha
-                                 * (1 - config.length_penalty * over))
-    units = {}
-    for i in group:  # in float64, where no finite float32 row has a squared norm out of range
-        rows = embeddings[i][:depth].astype(np.float64)
-        norms = np.linalg.norm(rows, axis=1, keepdims=True)
-        usable = np.isfinite(norms) & (norms > 0)  # zero or non-finite: a degenerate row
-        units[i] = np.where(usable, rows / np.where(usable, norms, 1), 0)
-    step_reward = [0.0] * n
-    loo = np.full((n, depth), np.nan)
-    for i in group:
-        total = weight_sum = 0.0
-        for j in range(len(units[i])):
-            members = [k for k in group if len(units[k]) > j]
-            others = [units[k][j] for k in members if k != i]
-            if others:
-                rest = np.mean(others, axis=0)
-                loo[i, j] = _cosine(units[i][j], rest, len(others))
-            if len(members) < config.min_group_for_step:
-                continue
-            prototype = np.mean([units[k][j] for k in members], axis=0)
-            similarity = _cosine(units[i][j], prototype, len(members))
-            if config.similarity_range == "unit":
-                similarity = (similarity + 1) / 2
-            weight = math.exp(-config.position_decay * j)
-            total += weight * similarity
-            weight_sum += weight
-        step_reward[i] = density * total / weight_sum if weight_sum else 0.0
-    lam = lambda_at(iteration, config)
-    solver = [(1 - lam) * a + lam * s for a, s in zip(answer_reward, step_reward, strict=True)]
-    return solver, proposer_reward(entropy, config), loo
-
-
-def _cosine(unit, mean, count):
-    """cos(unit, mean) of a unit (or degenerate, zero) row and the mean of `count` unit rows;
-    0 where that sum of unit rows has no direction: its squared norm, count² |mean|², is
-    below 1e-6 (step_level's _TINY), as the scorer documents."""
-    if not unit.any() or count * count * (mean @ mean) < 1e-6:
-        return 0.0
-    return float(unit @ mean / (np.linalg.norm(unit) * np.linalg.norm(mean)))
-
-
 def floor_seconds(groups, scores, config) -> dict[str, float]:
     """Lower bounds on score_batch's wall time that no implementation of its API escapes here:
     reading the in-group step rows once (at the box's two-thread streaming speed, measured on
@@ -160,15 +92,6 @@ def floor_seconds(groups, scores, config) -> dict[str, float]:
     return {"read the in-group rows once (2 threads)": read_s,
             "look at each rollout's array once": look_s,
             "build one GroupScores per group": build_s}
-
-
-def on_torch_path(action):
-    """`action()` with step_level's compiled Gram kernel set aside, as where it is not built."""
-    compiled, step_level._gram = step_level._gram, None
-    try:
-        return action()
-    finally:
-        step_level._gram = compiled
 
 
 def median_time(action, repeats: int = 5):
@@ -222,32 +145,27 @@ def main() -> None:
     rss_inputs = peak_rss_mb()
 
     batch_s, batch = median_time(lambda: score_batch(groups, 1500, config))
-    torch_s, torch_batch = median_time(
-        lambda: on_torch_path(lambda: score_batch(groups, 1500, config)))
     per_iteration_s, per_iteration = median_time(
         lambda: [score_group(*g, 1500, config) for g in groups])
-    loop_s, loop = median_time(lambda: [loop_score_group(*g, 1500, config) for g in groups])
+    loop_s, loop = median_time(lambda: [reference_score_group(*g, 1500, config) for g in groups])
 
-    solver_gap = max(np.abs(np.array(ref[0]) - s.solver).max()
-                     for ref, s in zip(loop + loop, batch + torch_batch, strict=True))
-    loo_gap = max(np.nanmax(np.abs(ref[2] - s.loo_similarity), initial=0)
+    solver_gap = max(np.abs(np.array(ref.solver) - s.solver).max()
+                     for ref, s in zip(loop, batch, strict=True))
+    loo_gap = max(np.nanmax(np.abs(ref.loo - s.loo_similarity), initial=0)
                   for ref, s in zip(loop, per_iteration, strict=True))
     assert solver_gap < 1e-5 and loo_gap < 1e-5, (solver_gap, loo_gap)
 
-    kernel = "compiled _gram" if step_level._gram else "no _gram built"
     steps = sum(len(p.steps) for g in parsed for p in g)
     rate = lambda seconds: f"{args.groups / seconds:>10,.0f}"  # noqa: E731
     print(f"\n{args.groups} groups x N={N}, {steps} steps, d={DIM}")
     print(f"{'stage':<34}{'seconds':>9}{'groups/s':>11}")
     for name, seconds in [("parse + normalise", parse_s), ("embed (per-iteration calls)", embed_s),
                           ("embed (100 groups per call)", embed_batched_s),
-                          (f"score_batch, {kernel}", batch_s),
-                          ("score_batch, torch path", torch_s),
+                          ("score_batch", batch_s),
                           ("score_group (one call per group)", per_iteration_s),
                           ("per-rollout loop reference", loop_s)]:
         print(f"{name:<34}{seconds:>9.3f}{rate(seconds)}")
-    print(f"\nscore_batch vs loop: {loop_s / batch_s:.1f}x ({kernel}), "
-          f"{loop_s / torch_s:.1f}x (torch path); score_group calls vs loop: "
+    print(f"\nscore_batch vs loop: {loop_s / batch_s:.1f}x; score_group calls vs loop: "
           f"{loop_s / per_iteration_s:.1f}x (agreement: solver {solver_gap:.1e}, "
           f"loo {loo_gap:.1e})")
     floors = floor_seconds(groups, batch, config)

@@ -8,6 +8,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
 from ireasoner.eval.scheduled import evaluate_pending
+from ireasoner.pipeline.run import run_config
 from storage import RunStore
 
 
@@ -16,7 +17,7 @@ def evaluate_run(run_dir: str = "runs/smoke", tasks: list[str] | None = None,
                  include_base: bool = True) -> list[str]:
     logger = get_run_logger()
     store = RunStore(run_dir).pull()  # at a URL: evaluated in this machine's mirror, then pushed
-    results = evaluate_pending(store.root, store.config(), tasks=tasks,
+    results = evaluate_pending(store.root, run_config(store), tasks=tasks,
                                include_base=include_base)
     store.push()
     summary = [f"{r.checkpoint}: {len(r.rows)} rows, failed: {r.failed_tasks or 'none'}"

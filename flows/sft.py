@@ -11,8 +11,10 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from ireasoner.config import load_config
-from ireasoner.ivr.sft import read_traces, train_solver_adapter
-from ireasoner.stages.context import RunContext
+from ireasoner.pipeline.context import RunContext
+from ireasoner.pipeline.run import open_run
+from ireasoner.trainers.ivr_r1.sft import read_traces, train_solver_adapter
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore
 
 
@@ -30,8 +32,8 @@ def sft(config: list[str] | str = "configs/ivr_r1_smoke.yaml", overrides: list[s
         raise ValueError("ivr.sft_data is not set: nothing to fine-tune on")
     store = RunStore(cfg.storage.run_dir)
     with store.lock(cfg.storage.lease_seconds):
-        store.open(cfg, resume=False)
-        ctx = RunContext(cfg, store)
+        cfg, trainer = open_run(store, cfg, trainer_spec, resume=False)
+        ctx = RunContext(cfg, store, trainer)
         traces = read_traces(cfg.ivr.sft_data, cfg, ctx.backbone)
         if not traces.examples:
             raise ValueError(f"{cfg.ivr.sft_data}: no usable trace (skipped: {traces.skipped})")

@@ -18,10 +18,13 @@ from prefect.cache_policies import NO_CACHE
 
 from ireasoner.config import load_config
 from ireasoner.inspect.artifacts import iteration_markdown, iteration_table
-from ireasoner.stages.context import RunContext
-from ireasoner.stages.evaluate import evaluate
-from ireasoner.stages.registry import stages_for
-from ireasoner.stages.runner import StageFn, run_stage
+from ireasoner.pipeline.context import RunContext
+from ireasoner.pipeline.evaluate import evaluate
+from ireasoner.pipeline.prepare import prepare
+from ireasoner.pipeline.run import open_run
+from ireasoner.pipeline.runner import run_stage
+from ireasoner.pipeline.trainer import StageFn, TrainerSpec
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore, compact_run
 
 # The context holds models in memory: tasks run in the flow's process and take it as an
@@ -44,11 +47,13 @@ def evaluate_task(ctx: RunContext, iteration: int) -> dict:
 
 
 @task(name="publish", **_TASK)
-def publish_task(store: RunStore, iteration: int) -> None:
+def publish_task(store: RunStore, trainer: TrainerSpec, iteration: int) -> None:
     store.pull()
     key = f"iteration-{iteration:06d}"
-    if store.has_table("rewards", iteration):  # iReasoner's table; IVR-R1 writes ivr_rewards
-        create_table_artifact(table=iteration_table(store, iteration), key=f"{key}-rollouts",
+    rewards = trainer.rollout_rewards.name
+    if store.has_table(rewards, iteration):
+        create_table_artifact(table=iteration_table(store, iteration, rewards),
+                              key=f"{key}-rollouts",
                               description=f"Rollouts and rewards of iteration {iteration}")
     create_markdown_artifact(markdown=iteration_markdown(store, iteration), key=f"{key}-summary",
                              description=f"Summary of iteration {iteration}")
@@ -72,9 +77,8 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
     cfg = load_config(config, overrides)
     store = RunStore(cfg.storage.run_dir)
     with store.lock(cfg.storage.lease_seconds):
-        store.open(cfg, resume=resume)
-        ctx = RunContext(cfg, store)
-        stages = stages_for(cfg.trainer.kind)
+        cfg, trainer = open_run(store, cfg, trainer_spec, resume=resume)
+        ctx = RunContext(cfg, store, trainer)
         first = store.completed_iterations() + 1
         total = cfg.schedule.iterations
         logger.info("run %s: iterations %d..%d (config %s)", store.location, first, total,
@@ -84,14 +88,15 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
         if first > 1:  # finish what a stopped process may have left: a block, a compaction
             compact_task(store, cfg.storage.compact_every)
         try:
+            stage_task.with_options(name="prepare")(ctx, 0, "prepare", prepare)
             if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
                 evaluate_task(ctx, first - 1)  # the previous process stopped right before it
             for iteration in range(first, total + 1):
-                for stage, fn in stages:
+                for stage, fn in trainer.stages:
                     stage_task.with_options(name=stage)(ctx, iteration, stage, fn)
                 if _evaluation_due(cfg, iteration):
                     evaluate_task(ctx, iteration)
-                publish_task(store, iteration)
+                publish_task(store, trainer, iteration)
                 if cfg.storage.compact_every and iteration % cfg.storage.compact_every == 0:
                     compact_task(store, cfg.storage.compact_every)
                 update_progress_artifact(progress, progress=100.0 * iteration / total)

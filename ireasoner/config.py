@@ -256,7 +256,9 @@ class IVRConfig(Section):
 
 
 class TrainerConfig(Section):
-    kind: Literal["ireasoner", "ivr_r1"] = "ireasoner"
+    # A registered trainer (ireasoner.trainers.registry: ireasoner, ivr_r1); checked against
+    # the registry before a run starts, so a trainer needs no line here.
+    kind: str = Field("ireasoner", pattern=r"^[a-z][a-z0-9_]*$")
     seed: int = 0
 
 

@@ -15,9 +15,11 @@ import polars as pl
 import torch
 
 from ireasoner.config import load_config
-from ireasoner.stages.context import RunContext
-from ireasoner.stages.registry import stages_for
-from ireasoner.stages.runner import run_stage
+from ireasoner.pipeline.context import RunContext
+from ireasoner.pipeline.prepare import prepare
+from ireasoner.pipeline.run import open_run
+from ireasoner.pipeline.runner import run_stage
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore
 
 
@@ -28,11 +30,12 @@ def train(config: str, device: str, run_dir: Path, iterations: int, resume: bool
                                f"schedule.iterations={iterations}"])
     store = RunStore(run_dir)
     with store.lock(cfg.storage.lease_seconds):
-        store.open(cfg, resume=resume)
-        ctx = RunContext(cfg, store)
+        cfg, trainer = open_run(store, cfg, trainer_spec, resume=resume)
+        ctx = RunContext(cfg, store, trainer)
         try:
+            run_stage(ctx, 0, "prepare", prepare)
             for iteration in range(store.completed_iterations() + 1, iterations + 1):
-                for stage, fn in stages_for(cfg.trainer.kind):
+                for stage, fn in trainer.stages:
                     info = run_stage(ctx, iteration, stage, fn)
                     print(f"{cfg.trainer.kind:<10} iteration {iteration} {stage:<9}"
                           f"{info['seconds']:8.2f} s", flush=True)

@@ -1,18 +1,17 @@
 """The artifact store: one directory per run, Parquet per stage and iteration, written atomically.
+It knows nothing of the method that fills it (imports nothing from ireasoner).
 
-Schemas and layout are documented in docs/artifacts.md.
+Layout and guarantees are documented in docs/artifacts.md.
 """
 
 from storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from storage.compaction import compact_run
 from storage.lock import RunLocked, run_lock
-from storage.run import ConfigMismatch, RunStore
-from storage.schemas import SCHEMA_VERSION, TABLES
+from storage.run import COMPLETE_MARKER, ResumeRefused, RunStore
 
 __all__ = [
-    "SCHEMA_VERSION",
-    "TABLES",
-    "ConfigMismatch",
+    "COMPLETE_MARKER",
+    "ResumeRefused",
     "RunLocked",
     "RunStore",
     "atomic_dir",

@@ -19,7 +19,6 @@ import pyarrow.parquet as pq
 from storage.atomic import atomic_write_parquet
 from storage.layout import TableFolder, chunk_file, chunk_metadata
 from storage.run import RunStore
-from storage.schemas import TABLES
 
 # Rows stay in iteration order, so a filter on `iteration` skips other iterations' row groups.
 # Whole-table scans pay per row group (one per iteration made them ~20x slower), so groups are
@@ -38,7 +37,7 @@ def compact_run(store: RunStore, every: int) -> list[Path]:
     done = store.completed_iterations()  # the stage markers say what is complete
     full = done - done % every           # iterations 1..full lie in full blocks
     written = []
-    for name in TABLES:
+    for name in store.tables():
         folder = store.table_folder(name)
         blocks: dict[int, list[int]] = defaultdict(list)
         for iteration in sorted(folder.loose):
@@ -68,6 +67,6 @@ def compact_files(folder: TableFolder, iterations: list[int]) -> Path:
 
 def drop_shadowed(store: RunStore) -> None:
     """Remove the per-iteration files that a complete chunk also holds."""
-    for name in TABLES:
+    for name in store.tables():
         for path in store.table_folder(name).shadowed():
             path.unlink()

@@ -13,6 +13,7 @@ is *shadowed*, and the readers here skip it, so no row is read twice even in bet
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +23,12 @@ import pyarrow.parquet as pq
 # Chunk metadata: the JSON list of iterations the chunk holds. The name alone cannot say it: a
 # table may have no file in some iterations (skips, IVR-R1's tables).
 HOLDS_KEY = b"ireasoner.iterations"
+_FILE_NAME = re.compile(r"^\d{6}(-\d{6})?\.parquet$")
+
+
+def is_table_file(path: Path) -> bool:
+    """An iteration's file or a chunk: what makes a run's folder a table."""
+    return _FILE_NAME.match(path.name) is not None
 
 
 def iteration_file(folder: Path, iteration: int) -> Path:
@@ -45,6 +52,8 @@ class TableFolder:
         self.chunks: list[tuple[int, int, Path]] = []    # (first, last, chunk), ascending
         self._holds: dict[Path, frozenset[int]] = {}
         for path in self.folder.glob("*.parquet") if self.folder.is_dir() else ():
+            if not is_table_file(path):
+                continue
             first, _, last = path.stem.partition("-")
             if last:
                 self.chunks.append((int(first), int(last), path))

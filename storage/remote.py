@@ -68,10 +68,10 @@ def check_url(url: str) -> None:
 
 
 def default_mirror(url: str) -> Path:
-    """`$IREASONER_MIRRORS/<readable url>-<hash>`: one mirror per URL and machine."""
-    from ireasoner.config import default_cache_dir
-
-    root = os.environ.get("IREASONER_MIRRORS") or default_cache_dir() / "mirrors"
+    """`$IREASONER_MIRRORS/<readable url>-<hash>`: one mirror per URL and machine (default
+    under $IREASONER_CACHE, as the project's other caches, else ~/.cache/ireasoner)."""
+    cache = os.environ.get("IREASONER_CACHE") or Path.home() / ".cache" / "ireasoner"
+    root = os.environ.get("IREASONER_MIRRORS") or Path(cache) / "mirrors"
     readable = re.sub(r"[^A-Za-z0-9._-]+", "-", url.split("://", 1)[1]).strip("-")[-60:]
     return Path(root) / f"{readable}-{hashlib.sha256(url.encode()).hexdigest()[:12]}"
 

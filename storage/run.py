@@ -1,15 +1,16 @@
 """A run directory: manifest, per-iteration tables, stage markers, checkpoints.
 
-    <run>/manifest.json                 config, its fingerprint, code version, model path
+    <run>/manifest.json                 what the method records (config, stage list, versions)
     <run>/LOCK                          held by the training process (storage.lock)
-    <run>/<table>/<iteration:06d>.parquet   questions, rollouts, steps, rewards, groups, metrics,
-                                         skips (schemas in storage.schemas)
+    <run>/<table>/<iteration:06d>.parquet   one stage's table of one iteration
     <run>/<table>/<first:06d>-<last:06d>.parquet   completed iterations, compacted (storage.layout)
     <run>/stages/<iteration:06d>/<stage>.json   written last: the stage is complete
-    <run>/checkpoints/iter-<iteration:06d>/     policy state after that iteration's update
-    <run>/embeddings/                   tokenizer + input-embedding table, for offline rescoring
+    <run>/checkpoints/iter-<iteration:06d>/     policy state after that iteration's last stage
 
-Polars reads a whole table in one call: `pl.read_parquet(f"{run}/rewards/*.parquet")`.
+The store knows nothing of the method: the caller gives it the manifest's contents, the check a
+resume must pass, and (in the manifest, under "stages") the stage list whose last stage
+completes an iteration. Polars reads a whole table in one call:
+`pl.read_parquet(f"{run}/rewards/*.parquet")`.
 
 A run may also live at an fsspec URL (`s3://bucket/run`): the store then works in a local
 mirror of it (`root`), pulled before and pushed after each task (storage.remote), and a lease
@@ -20,10 +21,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import shutil
-import subprocess
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,21 +32,19 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ireasoner import __version__
-from ireasoner.config import Config, config_from_dict, training_changes
 from storage.atomic import atomic_write_json, atomic_write_parquet, cleanup_partial
-from storage.layout import TableFolder, iteration_file
+from storage.layout import TableFolder, is_table_file, iteration_file
 from storage.lease import RunLease
 from storage.lock import run_lock
 from storage.remote import Mirror, default_mirror, is_url
-from storage.schemas import SCHEMA_VERSION, TABLES
 
-STAGES = ("propose", "solve", "score", "update")
 COMPLETE_MARKER = "COMPLETE"
+_TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
-class ConfigMismatch(ValueError):
-    """Resuming with a config that would train differently."""
+class ResumeRefused(ValueError):
+    """Resuming a run that the caller's check refuses (a config that would train differently,
+    artifacts of another schema)."""
 
 
 class RunStore:
@@ -127,52 +126,34 @@ class RunStore:
             raise FileNotFoundError(f"{self.location} is not a run directory (no manifest.json)")
         return json.loads(self.manifest_path.read_text(encoding="utf-8"))
 
-    def config(self) -> Config:
-        return config_from_dict(self.manifest()["config"])
-
-    def open(self, config: Config, *, resume: bool) -> RunStore:
-        """Start a new run here, or resume the one here if its training config matches."""
+    def open(self, fields: dict[str, Any], *, resume: bool,
+             on_resume: Callable[[dict[str, Any]], dict[str, Any]] = lambda manifest: {}
+             ) -> RunStore:
+        """Start a new run here with a manifest of `fields`, or resume the one here:
+        `on_resume` gets its manifest and returns the fields to change in it (the caller's
+        check: it raises ResumeRefused to refuse)."""
         self.pull()
         if self.exists():
             if not resume:
                 raise FileExistsError(
                     f"{self.location} already holds a run; pass --resume to continue it, or "
                     "choose another --run-dir to start a new one")
-            self._check_resumable(config)
-            cleanup_partial(self.root)
             manifest = self.manifest()
-            manifest["config"] = config.to_dict()  # resume-neutral keys may have changed
-            manifest["resumed_at"] = manifest.get("resumed_at", []) + [_now()]
-            atomic_write_json(self.manifest_path, manifest)
+            changes = on_resume(manifest)
+            cleanup_partial(self.root)
+            self.write_manifest({**manifest, **changes,
+                                 "resumed_at": manifest.get("resumed_at", []) + [_now()]})
         else:
             self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(self.manifest_path, {
-                "schema_version": SCHEMA_VERSION,
-                "config": config.to_dict(),
-                "config_fingerprint": config.fingerprint(),
-                "code_version": code_version(),
-                "created_at": _now(),
-            })
+            self.write_manifest({**fields, "created_at": _now()})
         self.push()
         return self
 
-    def _check_resumable(self, config: Config) -> None:
-        old = self.manifest()
-        if old.get("schema_version") != SCHEMA_VERSION:
-            raise ConfigMismatch(
-                f"{self.location} was written with artifact schema v{old.get('schema_version')}, "
-                f"this code writes v{SCHEMA_VERSION}; start a new run directory")
-        changed = training_changes(old["config"], config.to_dict())
-        if changed:
-            lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
-            raise ConfigMismatch(
-                f"cannot resume {self.location}: the config changes what is trained:\n{lines}\n"
-                "Resume with the original config, or start a new run with another --run-dir.")
+    def write_manifest(self, manifest: dict[str, Any]) -> None:
+        atomic_write_json(self.manifest_path, manifest)
 
     def update_manifest(self, **fields: Any) -> None:
-        manifest = self.manifest()
-        manifest.update(fields)
-        atomic_write_json(self.manifest_path, manifest)
+        self.write_manifest({**self.manifest(), **fields})
 
     # ---- tables -------------------------------------------------------------------------
     # Once compacted (storage.compaction), an iteration's rows live in a chunk file: these
@@ -185,14 +166,20 @@ class RunStore:
         return TableFolder(self._table_dir(name))
 
     def _table_dir(self, name: str) -> Path:
-        if name not in TABLES:
-            raise KeyError(f"unknown table {name!r}; known: {', '.join(TABLES)}")
+        if not _TABLE_NAME.match(name):
+            raise ValueError(f"table name {name!r} must be lower-case letters, digits and _")
         return self.root / name
 
+    def tables(self) -> list[str]:
+        """The tables this run holds: its folders of iteration or chunk files."""
+        return sorted(folder.name for folder in self.root.iterdir()
+                      if folder.is_dir() and _TABLE_NAME.match(folder.name)
+                      and any(is_table_file(path) for path in folder.glob("*.parquet"))) \
+            if self.root.is_dir() else []
+
     def write_table(self, name: str, iteration: int, table: pa.Table) -> Path:
-        expected = TABLES[name]
-        if not table.schema.equals(expected, check_metadata=False):
-            raise ValueError(f"table {name!r} does not match its schema:\n{table.schema}")
+        """Atomically, as one file: a reader sees the whole table of the iteration or none.
+        The table's schema is the caller's (the store checks none)."""
         return atomic_write_parquet(self.table_path(name, iteration), table)
 
     def read_table(self, name: str, iteration: int) -> pa.Table:
@@ -209,13 +196,15 @@ class RunStore:
         """The iterations that have a table `name`, ascending."""
         return self.table_folder(name).iterations()
 
-    def scan(self, name: str, iterations: Iterable[int] | None = None) -> pl.LazyFrame:
-        """A table's rows, of all iterations or only of `iterations`, lazily (an empty frame
-        with the schema when there are none). Opens only the files holding those iterations."""
+    def scan(self, name: str, iterations: Iterable[int] | None = None, *,
+             schema: pa.Schema | None = None) -> pl.LazyFrame:
+        """A table's rows, of all iterations or only of `iterations`, lazily; when there are
+        none, an empty frame (with `schema`'s columns, if given). Opens only the files holding
+        those iterations."""
         wanted = None if iterations is None else sorted(set(iterations))
         files = self.table_folder(name).files(wanted)
         if not files:
-            return pl.from_arrow(TABLES[name].empty_table()).lazy()
+            return pl.LazyFrame() if schema is None else pl.from_arrow(schema.empty_table()).lazy()
         frame = pl.scan_parquet([str(f) for f in files])
         return frame if wanted is None else frame.filter(pl.col("iteration").is_in(wanted))
 
@@ -233,10 +222,17 @@ class RunStore:
         """Written after every artifact of the stage: from here on the stage is complete."""
         atomic_write_json(self._marker(iteration, stage), {"finished_at": _now(), **info})
 
+    def stages(self) -> list[str]:
+        """The run's stage list, as the manifest records it: the last completes an iteration."""
+        stages = self.manifest().get("stages")
+        if not stages:
+            raise FileNotFoundError(f"{self.manifest_path} records no stage list")
+        return list(stages)
+
     def completed_iterations(self) -> int:
         """The number of leading iterations whose last stage is complete."""
-        done = 0
-        while self.stage_done(done + 1, STAGES[-1]):
+        last, done = self.stages()[-1], 0
+        while self.stage_done(done + 1, last):
             done += 1
         return done
 
@@ -258,27 +254,11 @@ class RunStore:
                 continue
             shutil.rmtree(path)
 
-    @property
-    def embeddings_dir(self) -> Path:
-        return self.root / "embeddings"
-
 
 def _is_marker(rel: str) -> bool:
     """Files that vouch for others (storage.remote uploads them last): stage markers and
     checkpoints' COMPLETE."""
     return rel.startswith("stages/") or rel.rsplit("/", 1)[-1] == COMPLETE_MARKER
-
-
-def code_version() -> str:
-    repo = Path(__file__).resolve().parent.parent
-    try:
-        sha = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, check=True, timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain"],
-                               capture_output=True, text=True, check=True, timeout=5).stdout
-        return f"{__version__}+g{sha}{'.dirty' if dirty.strip() else ''}"
-    except (OSError, subprocess.SubprocessError):
-        return __version__
 
 
 def _now() -> str:

@@ -6,25 +6,33 @@ from __future__ import annotations
 
 from typing import Any
 
+import polars as pl
+
 from ireasoner.inspect.queries import read_iterations, require_iteration, scored_rollouts
 from storage import RunStore
-from storage.run import STAGES
 
 QUESTION_CHARS = 80
 
 
-def iteration_table(store: RunStore, iteration: int, max_rows: int = 50) -> list[dict[str, Any]]:
-    """One row per scored rollout of `iteration` (the first `max_rows`)."""
-    require_iteration(store, "rewards", iteration)
-    questions = read_iterations(store, "questions", [iteration]).select("image_index", "question")
-    rollouts = (scored_rollouts(store, [iteration]).head(max_rows)
+def iteration_table(store: RunStore, iteration: int, rewards: str = "rewards",
+                    max_rows: int = 50) -> list[dict[str, Any]]:
+    """One row per scored rollout of `iteration` (the first `max_rows`), from the trainer's
+    per-rollout rewards table `rewards`: its answer, its flags and rewards (boolean and float
+    columns), the advantage its update gave it and how it finished."""
+    require_iteration(store, rewards, iteration)
+    questions = read_iterations(store, "questions", [iteration]).select(
+        "image_index", "image_id", "question")
+    rollouts = (scored_rollouts(store, [iteration], rewards).head(max_rows)
+                .drop("image_id", strict=False)
                 .join(questions, on="image_index", how="left", maintain_order="left"))
+    shown = [name for name, dtype in rollouts.schema.items()
+             if (dtype == pl.Boolean or dtype.is_float()) and name != "advantage"]
     return [{
         "image": r["image_id"],
         "question": _truncate(r["question"], QUESTION_CHARS),
         "answer": r["answer"],
-        "in_group": r["in_group"],
-        **{k: _round(r[k]) for k in ("r_ans", "r_step", "r_sol", "advantage")},
+        **{k: _round(r[k]) if isinstance(r[k], float) else r[k] for k in shown},
+        "advantage": _round(r["advantage"]),
         "finish_reason": r["finish_reason"],
     } for r in rollouts.to_dicts()]
 
@@ -71,14 +79,14 @@ def _update_lines(store: RunStore, iteration: int) -> list[str]:
     if not store.has_table("metrics", iteration):
         return []
     metrics = read_iterations(store, "metrics", [iteration]).row(0, named=True)
-    roles = ["solver"] + (["proposer"] if metrics["proposer_updated"] else [])
+    roles = [role for role in ("solver", "proposer") if metrics.get(f"{role}_loss") is not None]
     return [f"- {role.capitalize()} update: loss {_fmt(metrics[f'{role}_loss'])}, KL "
             f"{_fmt(metrics[f'{role}_kl'])}, β {_fmt(metrics[f'{role}_beta'])}"
             for role in roles]
 
 
 def _stage_times_lines(store: RunStore, iteration: int) -> list[str]:
-    infos = {stage: store.stage_info(iteration, stage) for stage in STAGES
+    infos = {stage: store.stage_info(iteration, stage) for stage in store.stages()
              if store.stage_done(iteration, stage)}
     times = [f"{stage} {info['seconds']:.1f} s" for stage, info in infos.items()
              if "seconds" in info]

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import polars as pl
 
+from ireasoner.pipeline.run import require_current
+from ireasoner.pipeline.tables import COMMON_TABLES
+from ireasoner.trainers.ireasoner.tables import GROUPS, REWARDS, STEPS
 from storage import RunStore
+
+# What an empty read returns: the table's columns (a run may have no row of a table yet).
+SCHEMAS = {table.name: table.schema for table in (*COMMON_TABLES, STEPS, REWARDS, GROUPS)}
 
 
 class NotInRun(LookupError):
@@ -16,8 +22,10 @@ class NotInRun(LookupError):
 
 
 def require_run(store: RunStore) -> None:
+    """A run directory written with the artifact schema this version reads."""
     if not store.exists():
         raise NotInRun(f"{store.location} is not a run directory (no manifest.json)")
+    require_current(store)
 
 
 def latest_iteration(store: RunStore, name: str) -> int:
@@ -39,22 +47,34 @@ def require_iteration(store: RunStore, name: str, iteration: int) -> None:
 
 def read_iterations(store: RunStore, name: str, iterations: list[int]) -> pl.DataFrame:
     """Rows of table `name` for the given iterations (those without a table are left out)."""
-    return store.scan(name, iterations).collect()
+    return scan(store, name, iterations).collect()
 
 
-def scored_rollouts(store: RunStore, iterations: list[int]) -> pl.DataFrame:
-    """The rewards rows of `iterations` with each rollout's finish reason, by rollout."""
-    finish = read_iterations(store, "rollouts", iterations).select(
-        "iteration", "image_index", "rollout_index", "finish_reason")
-    return (read_iterations(store, "rewards", iterations)
-            .join(finish, on=["iteration", "image_index", "rollout_index"], how="left")
-            .sort("iteration", "image_index", "rollout_index"))
+def scan(store: RunStore, name: str, iterations: list[int] | None = None) -> pl.LazyFrame:
+    return store.scan(name, iterations, schema=SCHEMAS.get(name))
+
+
+def scored_rollouts(store: RunStore, iterations: list[int], rewards: str = "rewards"
+                    ) -> pl.DataFrame:
+    """The rows of the per-rollout rewards table `rewards` of `iterations`, with each
+    rollout's finish reason and the advantage the Solver's update gave it (null before the
+    update), by rollout."""
+    keys = ["iteration", "image_index", "rollout_index"]
+    finish = read_iterations(store, "rollouts", iterations).select(*keys, "finish_reason")
+    on_policy = (pl.col("role") == "solver") & ~pl.col("off_policy").fill_null(False)
+    advantage = (scan(store, "updates", iterations).filter(on_policy)
+                 .select(pl.col("source_iteration").alias("iteration"), "image_index",
+                         "rollout_index", "advantage").collect())
+    return (read_iterations(store, rewards, iterations)
+            .join(finish, on=keys, how="left")
+            .join(advantage, on=keys, how="left")
+            .sort(*keys))
 
 
 def image_iterations(store: RunStore, image_id: str) -> list[int]:
     """The iterations in which `image_id` was asked about."""
     require_run(store)
-    found = (store.scan("questions").filter(pl.col("image_id") == image_id)
+    found = (scan(store, "questions").filter(pl.col("image_id") == image_id)
              .select("iteration").unique().collect())
     if found.is_empty():
         raise NotInRun(f"image {image_id!r} does not appear in {store.location}")
@@ -64,10 +84,10 @@ def image_iterations(store: RunStore, image_id: str) -> list[int]:
 def iteration_summary(store: RunStore) -> pl.DataFrame:
     """One row per scored iteration: the paper's diagnostics (Fig. 3, 5, 6), means over the
     iteration's questions (groups table) and rollouts (rewards table)."""
-    per_group = store.scan("groups").group_by("iteration").agg(
+    per_group = scan(store, "groups").group_by("iteration").agg(
         pl.col("proposer_reward", "entropy", "group_fraction", "density", "lam",
                "mean_step_similarity", "valid_positions", "mean_steps").mean())
-    per_rollout = store.scan("rewards").group_by("iteration").agg(
+    per_rollout = scan(store, "rewards").group_by("iteration").agg(
         pl.col("r_ans", "r_step", "r_sol").mean(),
         pl.col("answer").is_not_null().mean().alias("answer_rate"),
         # |G| averaged over the iteration's questions (= group_fraction x N).
@@ -81,7 +101,7 @@ def image_steps(store: RunStore, image_id: str) -> pl.DataFrame:
     no image id: the keys come from the questions table, then only those iterations' steps
     files are read."""
     require_run(store)
-    keys = (store.scan("questions").filter(pl.col("image_id") == image_id)
+    keys = (scan(store, "questions").filter(pl.col("image_id") == image_id)
             .select("iteration", "image_index").collect())
     steps = read_iterations(store, "steps", keys["iteration"].to_list())
     return (steps.join(keys, on=["iteration", "image_index"], how="semi")

@@ -21,7 +21,9 @@ from ireasoner.inspect.queries import (
     read_iterations,
     require_iteration,
     require_run,
+    scan,
 )
+from ireasoner.pipeline.run import run_config
 from storage import RunStore
 
 FIGURES = {
@@ -120,7 +122,7 @@ def _page(store: RunStore, summary: pl.DataFrame) -> str:
 
 
 def _manifest_rows(store: RunStore, summary: pl.DataFrame) -> list[tuple[str, object]]:
-    manifest, config = store.manifest(), store.config()
+    manifest, config = store.manifest(), run_config(store)
     return [
         ("run", store.location),
         ("config fingerprint", manifest.get("config_fingerprint")),
@@ -137,7 +139,7 @@ def _manifest_rows(store: RunStore, summary: pl.DataFrame) -> list[tuple[str, ob
 
 
 def _skips_table(store: RunStore) -> str:
-    counts = (store.scan("skips").group_by("stage", "reason").len()
+    counts = (scan(store, "skips").group_by("stage", "reason").len()
               .sort("stage", "reason").collect())
     if counts.is_empty():
         return "<p>none</p>"

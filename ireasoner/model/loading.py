@@ -8,7 +8,7 @@ import torch
 from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedModel, ProcessorMixin
 
 from ireasoner.config import ModelConfig
-from ireasoner.model.devices import resolve_device, resolve_dtype
+from ireasoner.devices import resolve_device, resolve_dtype
 from ireasoner.model.tiny import ensure_tiny_model
 
 TINY_NAME = "tiny"

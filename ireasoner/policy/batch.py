@@ -50,6 +50,13 @@ def encode_prompt(processor: ProcessorMixin, image: Image.Image, prompt: str) ->
     )
 
 
+def response_ids(token_ids: Sequence[int], finish_reason: str, eos_token_id: int) -> list[int]:
+    """A stored sample's tokens to train on: the sampled tokens plus the stop token when the
+    sample stopped on one, so that the decision to stop is reinforced too (engines report
+    tokens without the stop token)."""
+    return [*token_ids, eos_token_id] if finish_reason == "stop" else list(token_ids)
+
+
 def response_token_ids(processor: ProcessorMixin, response: Response) -> list[int]:
     """Token ids given as such are kept verbatim (re-encoding sampled text may not reproduce
     them); text is tokenized without added special tokens."""

@@ -8,7 +8,7 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from ireasoner.model.devices import DTYPES
+from ireasoner.devices import DTYPES
 
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 

@@ -21,10 +21,12 @@ the group mean) and stays empty in the saved state.
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from peft import PeftModel
@@ -85,6 +87,10 @@ class GRPOStats:
     num_tokens: int
     off_policy_tokens: int
     seconds: float
+    # Per example given (None for a skipped one): its token-mean KL before the step (None for
+    # a rectified one, which the KL term leaves out) and its response tokens.
+    example_kl: tuple[float | None, ...] = ()
+    example_tokens: tuple[int | None, ...] = ()
 
     @property
     def shaped_token_share(self) -> float:
@@ -97,6 +103,8 @@ class _Totals:
     kl: float = 0.0
     tokens: int = 0
     off_policy_tokens: int = 0
+    example_kl: dict[int, float | None] = field(default_factory=dict)  # by kept index
+    example_tokens: dict[int, int] = field(default_factory=dict)
 
 
 class GRPOTrainer(RoleTrainer):
@@ -132,6 +140,8 @@ class GRPOTrainer(RoleTrainer):
             num_off_policy=sum(example.off_policy for example in kept),
             num_skipped=len(examples) - len(kept), num_tokens=totals.tokens,
             off_policy_tokens=totals.off_policy_tokens, seconds=time.perf_counter() - started,
+            example_kl=_per_example(examples, totals.example_kl),
+            example_tokens=_per_example(examples, totals.example_tokens),
         )
 
     def _accumulate(self, examples: Sequence[GRPOExample], advantages: torch.Tensor,
@@ -155,10 +165,22 @@ class GRPOTrainer(RoleTrainer):
                                       batch_advantages, self.clip_epsilon),
                 )
                 pg_loss = -(surrogate * policy.mask).sum() / total_tokens
-                kl_term = (self._rollout_kl(policy, reference) * ~rows_off).sum() / on_policy_count
+                rollout_kl = self._rollout_kl(policy, reference)
+                kl_term = (rollout_kl * ~rows_off).sum() / on_policy_count
                 (pg_loss + beta * kl_term).backward()
+                for row, index in enumerate(batch.indices):
+                    totals.example_kl[index] = (None if examples[index].off_policy
+                                                else float(rollout_kl[row].detach()))
+                    totals.example_tokens[index] = int(policy.mask[row].sum())
                 totals.pg_loss += float(pg_loss.detach())
                 totals.kl += float(kl_term.detach())
                 totals.tokens += int(policy.mask.sum())
                 totals.off_policy_tokens += int((policy.mask & rows_off[:, None]).sum())
         return totals
+
+
+def _per_example(examples: Sequence[GRPOExample], by_kept: dict[int, Any]) -> tuple:
+    """Values indexed by position among the non-empty examples, spread over all of them."""
+    kept = itertools.count()
+    return tuple(by_kept[next(kept)] if len(example.response) > 0 else None
+                 for example in examples)

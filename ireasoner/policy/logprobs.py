@@ -17,7 +17,7 @@ from PIL import Image
 from torch import nn
 from transformers import ProcessorMixin
 
-from ireasoner.model.devices import resolve_dtype
+from ireasoner.devices import resolve_dtype
 from ireasoner.policy.batch import MicroBatch, Response, iter_micro_batches
 
 

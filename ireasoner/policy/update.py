@@ -17,7 +17,7 @@ import contextlib
 import math
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from peft import PeftModel
@@ -61,6 +61,22 @@ class UpdateStats:
     num_skipped: int  # examples with an empty response: no token to score
     num_tokens: int  # response tokens scored
     seconds: float
+    # Per example given (None for a skipped one): what the update made of it.
+    examples: tuple[ExampleUpdate | None, ...] = ()
+
+
+@dataclass(frozen=True)
+class ExampleUpdate:
+    """One example's part in an update: the optimizer step that used it, b and the advantage
+    r − b it was weighted by, its KL before the step and the β that weighted that."""
+
+    step: int
+    reward: float
+    baseline: float
+    advantage: float
+    kl: float
+    beta: float
+    tokens: int
 
 
 @dataclass
@@ -139,6 +155,13 @@ class RoleTrainer:
         self.step += 1
         next_beta = self.beta.update(totals.kl)
         next_baseline = self.baseline.update(rewards)
+        # Recorded in float64, as the rewards table holds them (the loss used float32).
+        updates = iter([ExampleUpdate(step=self.step, reward=float(example.reward),
+                                      baseline=baseline,
+                                      advantage=float(example.reward) - baseline,
+                                      kl=totals.example_kl[k], beta=beta,
+                                      tokens=totals.example_tokens[k])
+                        for k, example in enumerate(kept)])
         return UpdateStats(
             role=self.role,
             step=self.step,
@@ -156,6 +179,8 @@ class RoleTrainer:
             num_skipped=len(examples) - len(kept),
             num_tokens=totals.tokens,
             seconds=time.perf_counter() - started,
+            examples=tuple(next(updates) if len(example.response) > 0 else None
+                           for example in examples),
         )
 
     def accumulate_gradients(
@@ -176,7 +201,7 @@ class RoleTrainer:
                 pg_loss = -(batch_advantages * policy.sequence_logprobs()).sum() / count
                 kl_term = kl.sum() / count
                 (pg_loss + beta * kl_term).backward()
-                totals.add(pg_loss, kl_term, batch)
+                totals.add(pg_loss, kl_term, batch, kl)
         return totals
 
     @property
@@ -215,11 +240,18 @@ class LossTotals:
     pg_loss: float = 0.0
     kl: float = 0.0
     tokens: int = 0
+    example_kl: dict[int, float] = field(default_factory=dict)  # by example index
+    example_tokens: dict[int, int] = field(default_factory=dict)
 
-    def add(self, pg_loss: torch.Tensor, kl: torch.Tensor, batch: MicroBatch) -> None:
+    def add(self, pg_loss: torch.Tensor, kl: torch.Tensor, batch: MicroBatch,
+            rollout_kl: torch.Tensor) -> None:
         self.pg_loss += float(pg_loss.detach())
         self.kl += float(kl.detach())
         self.tokens += int(batch.response_mask.sum())
+        tokens = batch.response_mask.sum(dim=1).tolist()
+        for row, index in enumerate(batch.indices):
+            self.example_kl[index] = float(rollout_kl[row].detach())
+            self.example_tokens[index] = int(tokens[row])
 
 
 def rewards_tensor(examples: Sequence[PolicyExample]) -> torch.Tensor:

@@ -7,21 +7,16 @@ With unit rows ê and S_j = Σ_{k ∈ G_j} ê_kj (the prototype μ_j times |G_j|
   c_ij = cos(ê_ij, μ_j)    = ê_ij·S_j / |S_j|
   S_ij = cos(ê_ij, μ_-i,j) = (ê_ij·S_j - 1) / |S_j - ê_ij|,  |S_j - ê_ij|² = |S_j|² - 2 ê_ij·S_j + 1.
 The cosines come from one Gram matrix per (group, position), so the embeddings, which dominate
-the cost, are read from memory once. Two implementations, same results:
-- `_gram.c` (built by setup.py wherever a C compiler is found) reads each row where it lies,
-  sums products in double, and runs without the GIL in two threads;
-- without it, a chunk of groups (16 MB, so it stays in cache) is copied in one `torch.cat`
-  into a zero-padded buffer, and one batched float32 matmul of that buffer with itself gives
-  all its Gram matrices. The copy costs more than the arithmetic: on benchmarks/rewards.py
-  this path takes 81 ms where `_gram.c` takes 47 (2-core box).
+the cost, are read from memory once: a chunk of groups is copied in one `torch.cat` into a
+zero-padded float64 buffer (16 MB, so it stays in cache), and one batched matmul of that buffer
+with itself gives all its Gram matrices. In float64 every finite float32 row has a finite,
+nonzero squared norm and sums of cosines keep their digits when unit vectors nearly cancel.
+The per-rollout loop of the spec, `ireasoner.rewards.reference`, is what this is tested against.
 
 Degenerate rows: a zero vector, or a row with a non-finite entry, counts as a step of its
 rollout but has similarity 0 with everything. Any other row keeps its direction, however short
-or long (scaling a row changes nothing): `_gram.c` sums in double, where every finite float32
-row has a finite, nonzero squared norm, and the torch path redoes in float64 the Gram entries
-of the rows whose float32 squared norm underflows or overflows (|e| below ~1e-19 or above
-~1e19). A prototype or leave-one-out sum whose squared norm is below `_TINY` (its unit vectors
-cancel out) has no direction: similarity 0 too.
+or long (scaling a row changes nothing). A prototype or leave-one-out sum whose squared norm is
+below `NO_DIRECTION` (its unit vectors cancel out) has no direction: similarity 0 too.
 """
 
 from __future__ import annotations
@@ -34,18 +29,12 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-try:  # built by setup.py wherever a C compiler is found; the torch path does without it
-    from ireasoner.rewards import _gram
-except ImportError:
-    _gram = None
-
-_TINY = 1e-6
-_FLOAT32_TINY = np.finfo(np.float32).tiny  # smallest normal float32
-# A sum of m unit vectors whose squared norm is below this times m has mostly cancelled out.
-_ILL_CONDITIONED = 0.25
-# Torch path, 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164
-# for 2,500 groups): fewer chunks cost less Python, and a chunk must still sit in cache.
+# A sum of unit rows whose squared norm is below this has no direction (the reference's too).
+NO_DIRECTION = 1e-6
+# 16 MB: fastest on the 2-core box (1 MB 161 ms, 4 MB 108, 16 MB 89, 64 MB 164 for 2,500
+# groups, float32): fewer chunks cost less Python, and a chunk must still sit in cache.
 _CHUNK_BYTES = 1 << 24
+_WRAPPABLE = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
 _THREADS = 2
 _PARALLEL_GROUPS = 64  # below this, starting the threads costs more than they save
 
@@ -87,17 +76,6 @@ def step_agreement(ragged: RaggedSteps, in_group: np.ndarray, max_steps: int,
         kept = np.minimum(kept, second_deepest[:, None])
     cosines = _member_cosines(ragged, kept, max_steps)
     self_sq, usable, dot, prototype_sq, rest_sq = _sums(cosines)
-    # |S_j|² and |S_j - ê_ij|² are sums of cosines: when the unit vectors nearly cancel, a
-    # float32 Gram's rounding (~1e-7 per cosine, torch path) dominates the small result. Those
-    # rare (group, position) blocks are redone in float64 from the rows.
-    count = self_sq.sum(axis=1)  # usable rows per (group, position), (B, J)
-    ill = (prototype_sq < _ILL_CONDITIONED * count) & (count > 0)
-    ill |= (usable & (rest_sq < _ILL_CONDITIONED * (count - 1)[:, None, :])).any(axis=1)
-    if ill.any():
-        for b, j in zip(*np.nonzero(ill), strict=True):
-            cosines[b, j] = _exact_cosines(ragged, ragged.rollout[b], kept[b], j,
-                                           np.diagonal(cosines[b, j]) > 0)
-        self_sq, usable, dot, prototype_sq, rest_sq = _sums(cosines)
     return StepAgreement(
         members=members,
         similarity=_safe_ratio(dot, prototype_sq[:, None, :], usable),
@@ -116,30 +94,9 @@ def _sums(cosines: np.ndarray) -> tuple[np.ndarray, ...]:
     return self_sq, self_sq > 0, dot, prototype_sq, rest_sq
 
 
-def _exact_cosines(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray, position: int,
-                   usable: np.ndarray) -> np.ndarray:
-    """C_ik at one (group, position), (N, N), from the rows in float64; which rows are usable
-    stays as the Gram pass decided (degenerate rows: module docstring)."""
-    rows = np.where(usable[:, None], _position_rows(ragged, rollouts, kept, position), 0.0)
-    rows[usable] /= np.linalg.norm(rows[usable], axis=1, keepdims=True)
-    cosines = rows @ rows.T
-    np.fill_diagonal(cosines, usable)  # cos(e, e) = 1 exactly
-    return cosines
-
-
-def _position_rows(ragged: RaggedSteps, rollouts: np.ndarray, kept: np.ndarray,
-                   position: int) -> np.ndarray:
-    """(g, d) float64: row `position` of each of one group's rollouts (g,), zero for a rollout
-    that keeps fewer rows (kept, (g,))."""
-    rows = np.zeros((len(kept), ragged.dim))
-    for slot in np.flatnonzero(position < kept):
-        rows[slot] = ragged.arrays[rollouts[slot]][position]
-    return rows
-
-
 def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
                 usable: np.ndarray) -> np.ndarray:
-    defined = usable & (denominator_sq > _TINY)
+    defined = usable & (denominator_sq > NO_DIRECTION)
     ratio = numerator / np.sqrt(np.where(defined, denominator_sq, 1.0))
     return np.clip(np.where(defined, ratio, 0.0), -1.0, 1.0)
 
@@ -147,45 +104,8 @@ def _safe_ratio(numerator: np.ndarray, denominator_sq: np.ndarray,
 def _member_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
     """C_ikj as a (B, J, N, N) float64 array: exactly 1 on the diagonal for a usable row, 0
     for a pair with a degenerate row or a non-member. kept[b, i] is how many steps of rollout
-    i enter G_j (0 outside G)."""
-    if _gram is not None:
-        return _cosines(_native_gram(ragged, kept, positions))
-    return _torch_cosines(ragged, kept, positions)
-
-
-def _native_gram(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
-    """The Gram matrices of the kept rows, (B, J, N, N) float64, zero elsewhere, by `_gram.c`
-    (rows read in place, products summed in double). The C code runs without the GIL, so
-    `_THREADS` threads take one range of groups each, with equal numbers of rows."""
-    groups, width = kept.shape
-    gram = np.zeros((groups, positions, width, width))
-    rollout = np.ascontiguousarray(ragged.rollout, dtype=np.int64)
-    kept = np.ascontiguousarray(kept, dtype=np.int64)
-    threads = _THREADS if groups >= _PARALLEL_GROUPS else 1
-    rows = np.cumsum(kept.sum(axis=1))
-    bounds = [0, *np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads).tolist(),
-              groups]
-    ranges = list(itertools.pairwise(bounds))
-
-    def fill(arrays: list[np.ndarray]) -> int:
-        """-1, or the index of an array the C code cannot read in place."""
-        if threads == 1:
-            return _gram.member_gram(arrays, rollout, kept, gram, ragged.dim, 0, groups)
-        with ThreadPoolExecutor(threads) as pool:
-            return max(pool.map(lambda span: _gram.member_gram(
-                arrays, rollout, kept, gram, ragged.dim, *span), ranges))
-
-    if fill(ragged.arrays) >= 0:  # some array is not float32 with contiguous rows
-        unreadable = fill(list(map(_as_float32, ragged.arrays)))
-        if unreadable >= 0:  # _check_embeddings lets no such array through
-            raise RuntimeError(f"step embeddings of rollout {unreadable}: shape "
-                               f"{ragged.arrays[unreadable].shape} cannot be read")
-    return gram
-
-
-def _torch_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.ndarray:
-    """`_member_cosines` without the compiled `_gram`: the rows are copied into a buffer for
-    one batched float32 matmul per chunk of groups.
+    i enter G_j (0 outside G). The rows are copied into a buffer for one batched matmul per
+    chunk of groups.
 
     Groups are bucketed by (|G|, deepest kept rollout) so each bucket pads to a tight block:
     no rows are read for rollouts outside G, and few zeros are written. One core copies at
@@ -199,7 +119,7 @@ def _torch_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.
                      for start, stop in _chunk_ranges(bucket, ragged.dim)),
                     key=lambda chunk: (chunk[1] - chunk[2]) * chunk[0].rows_per_group)
     threads = _THREADS if groups >= _PARALLEL_GROUPS else 1
-    padding = torch.zeros((positions, ragged.dim), dtype=torch.float32)
+    padding = torch.zeros((positions, ragged.dim), dtype=torch.float64)
     # pads[depth][k]: the zero rows that follow a rollout with k of a bucket's `depth` rows.
     pads = {bucket.depth: [padding[: bucket.depth - k] for k in range(bucket.depth + 1)]
             for bucket in buckets}
@@ -207,14 +127,13 @@ def _torch_cosines(ragged: RaggedSteps, kept: np.ndarray, positions: int) -> np.
     def fill(share: list[tuple[_Bucket, int, int]]) -> None:
         buffer = torch.empty(max(((stop - start) * bucket.rows_per_group * ragged.dim
                                   for bucket, start, stop in share), default=0),
-                             dtype=torch.float32)
+                             dtype=torch.float64)
         for bucket, start, stop in share:
             _chunk_gram(ragged, bucket, start, stop, buffer, pads[bucket.depth])
 
     def finish(bucket: _Bucket) -> None:
         size = bucket.slots.shape[1]
         gram = bucket.gram.numpy().reshape(len(bucket.groups), bucket.depth, size, size)
-        gram = _redo_out_of_range(gram, ragged, bucket.rollouts, bucket.kept)
         cosines[bucket.groups[:, None, None, None], np.arange(bucket.depth)[:, None, None],
                 bucket.slots[:, None, :, None], bucket.slots[:, None, None, :]] = _cosines(gram)
 
@@ -238,7 +157,7 @@ class _Bucket:
     rollouts: np.ndarray  # (C, size) their index into RaggedSteps.arrays
     kept: np.ndarray  # (C, size) their kept rows
     depth: int
-    gram: torch.Tensor  # (C * depth, size, size) float32, filled chunk by chunk
+    gram: torch.Tensor  # (C * depth, size, size) float64, filled chunk by chunk
 
     @property
     def rows_per_group(self) -> int:
@@ -259,13 +178,14 @@ def _buckets(rollouts: np.ndarray, kept: np.ndarray) -> list[_Bucket]:
         buckets.append(_Bucket(
             groups=groups, slots=slots, rollouts=rollouts[groups[:, None], slots],
             kept=kept[groups[:, None], slots], depth=bucket_depth,
-            gram=torch.empty((len(groups) * bucket_depth, bucket_size, bucket_size))))
+            gram=torch.empty((len(groups) * bucket_depth, bucket_size, bucket_size),
+                             dtype=torch.float64)))
     return buckets
 
 
 def _chunk_ranges(bucket: _Bucket, dim: int) -> list[tuple[int, int]]:
     """[start, stop) ranges of the bucket's groups whose padded rows fill at most one buffer."""
-    per_chunk = max(1, _CHUNK_BYTES // (bucket.rows_per_group * 4 * dim))
+    per_chunk = max(1, _CHUNK_BYTES // (bucket.rows_per_group * 8 * dim))
     count = len(bucket.groups)
     return [(start, min(start + per_chunk, count)) for start in range(0, count, per_chunk)]
 
@@ -283,26 +203,6 @@ def _chunk_gram(ragged: RaggedSteps, bucket: _Bucket, start: int, stop: int,
                              bucket.kept[start:stop].T, pads), out=rows.view(-1, dim))
     steps = rows.view(size, -1, dim).transpose(0, 1)  # (chunk * depth, size, d)
     torch.bmm(steps, steps.transpose(1, 2), out=bucket.gram[start * depth : stop * depth])
-
-
-def _redo_out_of_range(gram: np.ndarray, ragged: RaggedSteps, rollouts: np.ndarray,
-                       kept: np.ndarray) -> np.ndarray:
-    """`gram` (C, depth, g, g), float32, with the entries of each row whose squared norm
-    float32 cannot hold (subnormal: few digits; 0 or inf while the row is neither zero nor
-    infinite) recomputed in float64. Such rows are rare (real embeddings are nowhere near), so
-    this loops over them; a zero or non-finite row stays degenerate (its float64 entries are
-    0 or not finite)."""
-    norm_sq = np.diagonal(gram, axis1=-2, axis2=-1)  # (C, depth, g)
-    real = np.arange(gram.shape[1])[None, :, None] < kept[:, None, :]  # not a padding row
-    out_of_range = real & ~((norm_sq >= _FLOAT32_TINY) & np.isfinite(norm_sq))
-    if not out_of_range.any():
-        return gram
-    gram = gram.astype(np.float64)
-    for c, j, s in zip(*np.nonzero(out_of_range), strict=True):
-        rows = _position_rows(ragged, rollouts[c], kept[c], j)
-        with np.errstate(invalid="ignore", over="ignore"):  # a non-finite row: degenerate
-            gram[c, j, s, :] = gram[c, j, :, s] = rows @ rows[s]
-    return gram
 
 
 def _cosines(gram: np.ndarray) -> np.ndarray:
@@ -329,13 +229,16 @@ def _padded_pieces(arrays: list[np.ndarray], rollouts: np.ndarray, kept: np.ndar
     keep = np.ones((kept.size, 2), dtype=bool)
     keep[:, 1] = kept.reshape(-1) < len(pads) - 1
     return list(itertools.compress(itertools.chain.from_iterable(
-        zip(map(torch.from_numpy, map(_as_float32, heads)), map(pads.__getitem__, counts),
+        zip(map(torch.from_numpy, map(_wrappable, heads)), map(pads.__getitem__, counts),
             strict=True)), keep.reshape(-1).tolist()))
 
 
-def _as_float32(rows: np.ndarray) -> np.ndarray:
-    """The rows as a writable C-ordered float32 array, which `torch.from_numpy` wraps without
-    a copy or a warning; copied only when they are not one already (same casting rule as
-    `np.concatenate`'s default)."""
-    rows = rows.astype(np.float32, order="C", casting="same_kind", copy=False)
-    return rows if rows.flags.writeable else rows.copy()
+def _wrappable(rows: np.ndarray) -> np.ndarray:
+    """The rows as `torch.from_numpy` wraps them without a copy or a warning: as they are when
+    they already are a writable, C-ordered, native float array (the concatenation into the
+    float64 buffer converts them), else converted to float64 (same casting rule as
+    `np.concatenate`'s default: float rows only)."""
+    if (rows.dtype in _WRAPPABLE and rows.dtype.isnative and rows.flags.c_contiguous
+            and rows.flags.writeable):
+        return rows
+    return rows.astype(np.float64, order="C", casting="same_kind")

@@ -13,8 +13,15 @@ import pyarrow as pa
 import pytest
 
 from ireasoner.config import Config, SolverConfig
+from ireasoner.pipeline.run import open_run
+from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS, UPDATES
+from ireasoner.trainers.ireasoner.tables import GROUPS, REWARDS, STEPS
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore, compact_run
-from storage.schemas import make_table
+
+IREASONER = trainer_spec("ireasoner")
+TABLES = {table.name: table for table in (QUESTIONS, ROLLOUTS, REWARDS, STEPS, GROUPS, UPDATES,
+                                          IREASONER.metrics)}
 
 N = 3
 QUESTION = "Combien de côtés a ce polygone, en comptant ceux cachés derrière le grand triangle ? 三角形 ≥ 3"
@@ -47,8 +54,15 @@ def _reward(t: int, k: int, i: int) -> dict:
                 num_steps=_step_count(k, i), steps_total=_step_count(k, i),
                 words_before_answer=30, in_group=in_group,
                 r_ans=0.75 if in_group else (0.46 if valid else 0.0),
-                r_step=0.5 if in_group else 0.0, r_sol=0.1 * t + 0.05 * i,
-                advantage=0.1 * t - 0.2)
+                r_step=0.5 if in_group else 0.0, r_sol=0.1 * t + 0.05 * i)
+
+
+def _update(t: int, k: int, i: int) -> dict:
+    """The Solver's update of the rollout: advantage r_sol - b."""
+    r_sol = 0.1 * t + 0.05 * i
+    return dict(iteration=t, role="solver", step=t, source_iteration=t, image_index=k,
+                rollout_index=i, off_policy=False, reward=r_sol, baseline=r_sol - (0.1 * t - 0.2),
+                advantage=0.1 * t - 0.2, kl=0.01, beta=1e-3, tokens=40)
 
 
 def _steps(t: int, k: int, i: int) -> list[dict]:
@@ -76,7 +90,7 @@ def _group(t: int, k: int) -> dict:
 
 
 def _metrics(t: int) -> dict:
-    schema = make_table("metrics", []).schema
+    schema = IREASONER.metrics.schema
     row = {f.name: None if pa.types.is_list(f.type) else 0.0 for f in schema}
     row.update(iteration=t, solver_loss=0.25, solver_kl=0.01, solver_beta=1e-3,
                proposer_updated=False, disagreement=[0.2] + [NAN] * 7, proposer_loss=NAN)
@@ -84,17 +98,20 @@ def _metrics(t: int) -> dict:
 
 
 def build_run(root: Path, iterations: int = 3) -> RunStore:
-    store = RunStore(root).open(Config(solver=SolverConfig(num_rollouts=N)), resume=False)
+    store = RunStore(root)
+    open_run(store, Config(solver=SolverConfig(num_rollouts=N)), trainer_spec, resume=False)
     for t in range(1, iterations + 1):
         images = [k for k in (0, 1) if not (t == 3 and k == 1)]
-        store.write_table("questions", t, make_table("questions", [_question(t, k) for k in (0, 1)]))
         pairs = [(k, i) for k in images for i in range(N)]
-        store.write_table("rollouts", t, make_table("rollouts", [_rollout(t, *p) for p in pairs]))
-        store.write_table("rewards", t, make_table("rewards", [_reward(t, *p) for p in pairs]))
-        store.write_table("steps", t, make_table(
-            "steps", [s for p in pairs for s in _steps(t, *p)]))
-        store.write_table("groups", t, make_table("groups", [_group(t, k) for k in images]))
-        store.write_table("metrics", t, make_table("metrics", [_metrics(t)]))
+        rows = {"questions": [_question(t, k) for k in (0, 1)],
+                "rollouts": [_rollout(t, *p) for p in pairs],
+                "rewards": [_reward(t, *p) for p in pairs],
+                "steps": [s for p in pairs for s in _steps(t, *p)],
+                "groups": [_group(t, k) for k in images],
+                "updates": [_update(t, *p) for p in pairs],
+                "metrics": [_metrics(t)]}
+        for name, table_rows in rows.items():
+            store.write_table(name, t, TABLES[name].build(table_rows))
         for stage, seconds in (("propose", 1.5), ("solve", 12.25), ("score", 0.5)):
             store.mark_done(t, stage, {"seconds": seconds})
     return store
@@ -104,9 +121,9 @@ def add_all_skipped_iteration(store: RunStore, t: int) -> None:
     """An iteration whose every question was skipped: empty rollouts/rewards/steps/groups."""
     rows = [dict(_question(t, k), question=None, parse_status="skipped:no_question")
             for k in (0, 1)]
-    store.write_table("questions", t, make_table("questions", rows))
+    store.write_table("questions", t, QUESTIONS.build(rows))
     for name in ("rollouts", "rewards", "steps", "groups"):
-        store.write_table(name, t, make_table(name, []))
+        store.write_table(name, t, TABLES[name].build([]))
 
 
 # Built once: the inspect functions only read the run.

@@ -9,6 +9,8 @@ from ireasoner.config import Config
 from ireasoner.inspect.figures import moving_average
 from ireasoner.inspect.queries import NotInRun
 from ireasoner.inspect.report import FIGURES, depth_profile, write_report
+from ireasoner.pipeline.run import open_run
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -68,7 +70,8 @@ def test_depth_profile_of_a_missing_question_is_refused(run):
 
 @pytest.mark.slow
 def test_report_of_a_run_with_nothing_scored_still_writes_every_file(tmp_path):
-    store = RunStore(tmp_path / "fresh").open(Config(), resume=False)
+    store = RunStore(tmp_path / "fresh")
+    open_run(store, Config(), trainer_spec, resume=False)
     assert depth_profile(store) is None
     _check_report(write_report(store, tmp_path / "report"))
 

@@ -7,6 +7,8 @@ import pytest
 from ireasoner.config import Config
 from ireasoner.inspect.queries import NotInRun
 from ireasoner.inspect.traces import format_traces
+from ireasoner.pipeline.run import open_run
+from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore
 
 
@@ -75,7 +77,8 @@ def test_missing_run_gives_a_clear_message(tmp_path):
 
 
 def test_run_with_nothing_scored_says_so(tmp_path):
-    store = RunStore(tmp_path / "fresh").open(Config(), resume=False)
+    store = RunStore(tmp_path / "fresh")
+    open_run(store, Config(), trainer_spec, resume=False)
     with pytest.raises(NotInRun, match="no rewards table yet"):
         format_traces(store)
 

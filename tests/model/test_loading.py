@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from ireasoner.config import ModelConfig
-from ireasoner.model.devices import resolve_dtype
+from ireasoner.devices import resolve_dtype
 from ireasoner.model.loading import load_backbone
 
 

@@ -6,9 +6,6 @@ import pytest
 
 from ireasoner.rewards import RewardConfig, score_group
 
-# Every test here runs on both implementations of the Gram matrices (conftest.py).
-pytestmark = pytest.mark.usefixtures("gram_path")
-
 RNG = np.random.default_rng(7)
 # Three rollouts agree on "a" (10 steps each, so J_max matters), one says "b", one is unparsable.
 GROUP = (["a", "a", "a", "b", None],

@@ -7,9 +7,6 @@ import pytest
 
 from ireasoner.rewards import RewardConfig, lambda_at, proposer_reward, score_group
 
-# Every test here runs on both implementations of the Gram matrices (conftest.py).
-pytestmark = pytest.mark.usefixtures("gram_path")
-
 DEFAULT = RewardConfig()
 LATE = 2500  # past warmup and ramp: λ = λ_max = 0.7
 

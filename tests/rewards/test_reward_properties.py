@@ -9,9 +9,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from ireasoner.rewards import RewardConfig, score_batch, score_group
-
-# Every test here runs on both implementations of the Gram matrices (conftest.py).
-pytestmark = pytest.mark.usefixtures("gram_path")
+from ireasoner.rewards.reference import reference_score_group
 
 DIM = 3
 CONFIGS = st.builds(
@@ -143,12 +141,10 @@ def test_score_batch_equals_score_group_group_by_group(batch, config):
 @given(st.lists(groups(values=st.one_of(VALUES, st.just(0.0))), min_size=1, max_size=4),
        CONFIGS, st.integers(0, 3000))
 def test_score_batch_agrees_with_the_per_rollout_loop_of_the_spec(batch, config, iteration):
-    """Against an independent transcription of the spec (benchmarks/rewards.py's reference loop),
-    whatever min_group_for_step: rows nothing uses are skipped, never needed."""
-    from benchmarks.rewards import loop_score_group
-
+    """Against the spec transcribed rollout by rollout (ireasoner.rewards.reference), whatever
+    min_group_for_step: rows nothing uses are skipped, never needed."""
     for group, scores in zip(batch, score_batch(batch, iteration, config), strict=True):
-        solver, proposer, loo = loop_score_group(*group, iteration, config)
-        np.testing.assert_allclose(scores.solver, solver, atol=1e-5)
-        assert scores.proposer == pytest.approx(proposer)
-        np.testing.assert_allclose(scores.loo_similarity, loo, atol=1e-5)
+        expected = reference_score_group(*group, iteration, config)
+        np.testing.assert_allclose(scores.solver, expected.solver, atol=1e-5)
+        assert scores.proposer == pytest.approx(expected.proposer)
+        np.testing.assert_allclose(scores.loo_similarity, expected.loo, atol=1e-5)

@@ -1,0 +1,60 @@
+"""IVR-R1 rewards (spec §6), hand-computed."""
+
+import pytest
+
+from ireasoner.trainers.ivr_r1.rewards import (
+    boxed_content,
+    dominant_answer,
+    format_reward,
+    score_output,
+)
+
+GOOD = "<desc>three bars</desc><think>the tallest is 7</think> \\boxed{7}"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (GOOD, 1.0),
+    ("  <desc>a</desc>\n<think>b</think>\nSo the answer is \\boxed{7}.", 1.0),
+    ("<think>b</think><desc>a</desc>\\boxed{7}", 0.0),                 # wrong order
+    ("<desc>a</desc><think>b</think>", 0.0),                          # no box
+    ("<desc>a</desc><think>b</think>\\boxed{}", 0.0),                 # empty box
+    ("<desc>a</desc><think>b</think>\\boxed{7", 0.0),                 # box cut off
+    ("<desc> </desc><think>b</think>\\boxed{7}", 0.0),                # blank description
+    ("<desc>a</desc><think>\\boxed{7}</think>", 0.0),                 # box inside think only
+    ("Sure! <desc>a</desc><think>b</think>\\boxed{7}", 0.0),          # text before desc
+    ("<desc>a</desc><think>b</think><think>c</think>\\boxed{7}", 0.0),  # tag twice
+    ("<think>Step 1: 7</think><answer>7</answer>", 0.0),              # iReasoner format
+])
+def test_format_reward_requires_desc_then_think_then_a_box(text, expected):
+    assert format_reward(text) == expected
+
+
+def test_boxed_content_takes_the_last_closed_box_with_nested_braces():
+    assert boxed_content("\\boxed{1} then \\boxed{\\frac{1}{2}}") == "\\frac{1}{2}"
+    assert boxed_content("\\boxed{3} and a cut \\boxed{4") == "3"
+    assert boxed_content("no box") is None
+
+
+def test_total_reward_weighs_accuracy_and_format():
+    right = score_output(GOOD, "7.0", format_weight=0.1)
+    assert (right.r_acc, right.r_format, right.reward) == (1.0, 1.0, 1.0)
+    wrong_format = score_output("the answer is \\boxed{7}", "7", format_weight=0.1)
+    assert wrong_format.reward == pytest.approx(0.9)
+    wrong_answer = score_output(GOOD, "8", format_weight=0.1)
+    assert wrong_answer.reward == pytest.approx(0.1) and wrong_answer.answer == "7"
+
+
+def test_a_missing_label_or_answer_scores_no_accuracy():
+    assert score_output(GOOD, None, 0.1).r_acc == 0.0
+    assert score_output("<desc>a</desc><think>b</think>", "7", 0.1).reward == 0.0
+
+
+def test_format_weight_out_of_range_is_refused():
+    with pytest.raises(ValueError, match="format_weight"):
+        score_output(GOOD, "7", 1.5)
+
+
+def test_dominant_answer_is_the_most_frequent_and_ties_go_to_the_first_drawn():
+    assert dominant_answer(["3", None, "5", "5"]) == "5"
+    assert dominant_answer(["5", "3", "3", "5"]) == "5"
+    assert dominant_answer([None, None]) is None
