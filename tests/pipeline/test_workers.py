@@ -47,7 +47,7 @@ def test_a_context_travels_without_its_models(config, tmp_path):
     ctx.memo("step_embedder", object)
     clone = pickle.loads(pickle.dumps(ctx))
     assert clone.config == config and clone.store.location == ctx.store.location
-    assert clone.trainer is IREASONER
+    assert clone.trainer == IREASONER
     assert "backbone" not in clone.__dict__ and clone._policy_iteration is None
     assert clone._memo == {}
 
