@@ -20,8 +20,9 @@ timeout 240 "$py" scripts/gpu_smoke.py "$out/runs" 2>&1 | tee "$out/smoke.txt"
 timeout 240 "$py" benchmarks/update.py --real-size 2>&1 | tee "$out/update.txt"
 timeout 180 "$py" benchmarks/update.py --real-size --gradient-checkpointing 2>&1 \
     | tee "$out/update_checkpointing.txt"
-# The transformers engine runs requests one by one: B=16 would take ~4 min there.
+# The transformers engine batches all B x N sequences in one call; one request per call is
+# timed at B=1 only (it costs the same per request at any B: ~4 min for B=16).
 vllm=--skip-vllm
 "$py" -c "import vllm" 2>/dev/null && vllm=
-timeout 240 "$py" benchmarks/rollouts.py --real-size $vllm --batches 1 4 --max-new-tokens 256 \
-    --repeats 1 2>&1 | tee "$out/rollouts.txt"
+timeout 300 "$py" benchmarks/rollouts.py --real-size $vllm --batches 1 16 --one-at-a-time 1 \
+    --max-new-tokens 256 --repeats 1 2>&1 | tee "$out/rollouts.txt"

@@ -3,6 +3,10 @@ latency of swapping in a new LoRA adapter version.
 
     python benchmarks/rollouts.py                 # tiny model on CPU, B = 1 and 4, N = 5
     python benchmarks/rollouts.py --real-size     # GPU: Qwen2.5-VL-7B shapes, random weights
+    python benchmarks/rollouts.py --skip-vllm --batches 1 4 8 --one-at-a-time 1 4 8
+
+--one-at-a-time B... also times the transformers engine one request per generate call
+(rollout.requests_per_call = 1) at those B, beside its default of all B requests in one call.
 
 --real-size builds a 7B-shaped checkpoint with random weights (no download): vLLM serves it
 with load_format="dummy", transformers instantiates it from the same config, and both run in
@@ -107,12 +111,33 @@ def real_size_backbone(path: Path) -> Backbone:
     return Backbone(model, processor, torch.device("cuda"), torch.bfloat16, str(path))
 
 
+def one_at_a_time(policy: PeftModel, processor, sampling: SamplingSpec,
+                  args: argparse.Namespace) -> dict[int, float]:
+    """Tokens/s of the transformers engine with one request per generate call, at each B of
+    --one-at-a-time. Its cost per request does not depend on B, so on a GPU timing B = 1
+    stands for every B."""
+    engine = TransformersEngine(policy, processor, kv_cache=args.kv_cache, requests_per_call=1)
+    figures = {}
+    for batch in args.one_at_a_time:
+        figures[batch] = throughput(engine, batch, sampling, AdapterRef(SOLVER), args.repeats)
+        report(f"transformers B={batch} one at a time", figures[batch])
+    return {batch: values["tokens_per_s"] for batch, values in figures.items()}
+
+
+def speedup(batch: int, tokens_per_s: float, alone: dict[int, float]) -> str:
+    reference = batch if batch in alone else min(alone)
+    return (f"  batched / one at a time (B={reference}): "
+            f"{tokens_per_s / alone[reference]:.2f}x tokens/s")
+
+
 def report(label: str, figures: dict[str, float]) -> None:
     cells = "  ".join(f"{key} {value:8.2f}" for key, value in figures.items())
     print(f"{label:<34} {cells}", flush=True)
 
 
 def run(args: argparse.Namespace) -> None:
+    if args.threads:
+        torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="rollout-bench-"))
     if args.real_size:
         if not torch.cuda.is_available():
@@ -127,12 +152,16 @@ def run(args: argparse.Namespace) -> None:
     adapter_dir = save_adapter(policy, work / "adapter", seed=0)
     sampling = SamplingSpec(N_ROLLOUTS, 1.0, 1.0, args.max_new_tokens)
     print(f"device {backbone.device}, N={N_ROLLOUTS}, max_new_tokens={args.max_new_tokens}, "
-          f"repeats={args.repeats}")
+          f"repeats={args.repeats}, torch threads {torch.get_num_threads()}, "
+          f"kv cache {args.kv_cache}", flush=True)
 
-    transformers = TransformersEngine(policy, backbone.processor)
+    alone = one_at_a_time(policy, backbone.processor, sampling, args)
+    transformers = TransformersEngine(policy, backbone.processor, kv_cache=args.kv_cache)
     for batch in args.batches:
-        report(f"transformers B={batch}",
-               throughput(transformers, batch, sampling, AdapterRef(SOLVER), args.repeats))
+        figures = throughput(transformers, batch, sampling, AdapterRef(SOLVER), args.repeats)
+        report(f"transformers B={batch}", figures)
+        if alone:
+            print(speedup(batch, figures["tokens_per_s"], alone), flush=True)
     print(f"transformers adapter switch: {transformers_swap_latency(policy) * 1e3:.2f} ms")
 
     if args.skip_vllm:
@@ -160,6 +189,11 @@ def main() -> None:
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--one-at-a-time", type=int, nargs="+", default=[], metavar="B")
+    parser.add_argument("--kv-cache", choices=["dynamic", "static"], default="dynamic")
+    # On a CPU shared with other jobs, 2 threads can run several times slower than 1 (each op
+    # waits for a descheduled thread): set it and report it.
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads")
     run(parser.parse_args())
 
 

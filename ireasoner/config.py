@@ -154,6 +154,11 @@ class RolloutConfig(Section):
     suppress_special_tokens: bool = True
     # Ends a rollout that repeats the same n-gram this many times in a row (runaway output).
     max_repeats: int = Field(0, ge=0)
+    # transformers engine: requests sampled together in one generate call (0 = all of an
+    # iteration's; 1 = one at a time), and "static" preallocates the KV cache (on CUDA,
+    # transformers then compiles the decoding step).
+    requests_per_call: int = Field(0, ge=0)
+    kv_cache: Literal["dynamic", "static"] = "dynamic"
 
 
 class ScheduleConfig(Section):

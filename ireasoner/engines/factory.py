@@ -50,4 +50,6 @@ def make_engine(
         backbone.processor,
         max_repeats=rollout.max_repeats,
         suppress_special_tokens=rollout.suppress_special_tokens,
+        requests_per_call=rollout.requests_per_call,
+        kv_cache=rollout.kv_cache,
     )

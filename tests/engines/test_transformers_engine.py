@@ -58,10 +58,81 @@ def test_each_request_gets_n_completions_with_one_logprob_per_token(engine, requ
         assert all(value <= 0.0 for value in completion.logprobs)
 
 
-def test_same_seed_reproduces_completions_whatever_the_batch(engine, requests):
-    together = engine.generate(requests, SAMPLE, SOLVER_REF)
-    alone = engine.generate(requests[1:], SAMPLE, SOLVER_REF)
-    assert alone[0] == together[1]
+@pytest.fixture(scope="module")
+def mixed_requests(tiny_images) -> list[GenerationRequest]:
+    """Three images of different sizes and questions of different lengths: a batch of them is
+    left-padded unevenly."""
+    questions = ["How many bars are there?", "Is it red?",
+                 "Which bar is the tallest one, and by how much does it exceed the shortest?"]
+    return [
+        GenerationRequest(image, solver_text(SolverConfig(), question), seed=21 + i)
+        for i, (image, question) in enumerate(zip(tiny_images, questions, strict=True))
+    ]
+
+
+def assert_same_completions(first: list[list], second: list[list]) -> None:
+    """Token for token; log-probs to float32 rounding (a padded batch computes them with other
+    kernels, so not bit for bit)."""
+    assert [[c.token_ids for c in batch] for batch in first] == \
+        [[c.token_ids for c in batch] for batch in second]
+    assert [[c.finish_reason for c in batch] for batch in first] == \
+        [[c.finish_reason for c in batch] for batch in second]
+    for a, b in zip((c for batch in first for c in batch), (c for batch in second for c in batch),
+                    strict=True):
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+
+
+def test_prompts_of_one_batch_differ_in_length(backbone, mixed_requests):
+    lengths = {len(backbone.processor(images=[r.image], text=[render(backbone.processor, r.text)])
+                   ["input_ids"][0]) for r in mixed_requests}
+    assert len(lengths) == len(mixed_requests)  # else left padding would go untested below
+
+
+def test_batched_greedy_equals_one_at_a_time_greedy(backbone, policy, engine, mixed_requests):
+    one_at_a_time = TransformersEngine(policy, backbone.processor, requests_per_call=1)
+    long = SamplingSpec(n=2, temperature=0.0, top_p=1.0, max_new_tokens=48)
+    for adapter in (None, SOLVER_REF):
+        assert_same_completions(engine.generate(mixed_requests, long, adapter),
+                                one_at_a_time.generate(mixed_requests, long, adapter))
+
+
+def test_same_seed_reproduces_completions_whatever_the_batch(engine, mixed_requests):
+    together = engine.generate(mixed_requests, SAMPLE, SOLVER_REF)
+    alone = [engine.generate([request], SAMPLE, SOLVER_REF)[0] for request in mixed_requests]
+    assert_same_completions(together, alone)
+    reordered = engine.generate(mixed_requests[::-1], SAMPLE, SOLVER_REF)
+    assert_same_completions(together, reordered[::-1])
+
+
+def test_same_batch_reproduces_completions_exactly(engine, mixed_requests):
+    assert engine.generate(mixed_requests, SAMPLE, SOLVER_REF) == \
+        engine.generate(mixed_requests, SAMPLE, SOLVER_REF)
+
+
+def test_static_kv_cache_gives_the_dynamic_caches_completions(backbone, policy, engine,
+                                                              mixed_requests):
+    static = TransformersEngine(policy, backbone.processor, kv_cache="static")
+    caches: list[str] = []
+    hook = backbone.model.register_forward_pre_hook(  # the Qwen2.5-VL module under the adapters
+        lambda module, args, kwargs: caches.append(type(kwargs["past_key_values"]).__name__),
+        with_kwargs=True)
+    try:
+        sampled = static.generate(mixed_requests, SAMPLE, SOLVER_REF)
+    finally:
+        hook.remove()
+    assert set(caches) == {"StaticCache"}
+    assert_same_completions(sampled, engine.generate(mixed_requests, SAMPLE, SOLVER_REF))
+
+
+def test_callers_random_stream_is_left_untouched(engine, requests):
+    state = torch.random.get_rng_state()
+    engine.generate(requests, SAMPLE, SOLVER_REF)
+    assert torch.equal(torch.random.get_rng_state(), state)
+
+
+def test_negative_requests_per_call_is_refused(backbone, policy):
+    with pytest.raises(ValueError, match="requests_per_call"):
+        TransformersEngine(policy, backbone.processor, requests_per_call=-1)
 
 
 def test_another_seed_gives_other_completions(engine, requests):
@@ -72,18 +143,21 @@ def test_another_seed_gives_other_completions(engine, requests):
     assert len({tuple(c.token_ids) for c in first}) > 1  # the n rollouts are not copies
 
 
-def test_logprobs_equal_the_policys_recomputed_logprobs(engine, policy, backbone, requests):
-    completions = engine.generate(requests[:1], SAMPLE, SOLVER_REF)[0]
-    prompt = render(backbone.processor, requests[0].text)
-    use_adapter(policy, SOLVER)
-    with torch.no_grad():
-        scored = response_logprobs(
-            policy, backbone.processor, [requests[0].image] * len(completions),
-            [prompt] * len(completions), [c.token_ids for c in completions], micro_batch_size=4,
-        )
-    for row, completion in enumerate(completions):
-        recomputed = scored.logprobs[row, : completion.num_tokens]
-        assert torch.allclose(recomputed, torch.tensor(completion.logprobs), atol=1e-4)
+def test_logprobs_equal_the_policys_recomputed_logprobs(engine, policy, backbone, mixed_requests):
+    # Sampled in one left-padded batch, scored one request at a time without padding.
+    for request, completions in zip(mixed_requests,
+                                    engine.generate(mixed_requests, SAMPLE, SOLVER_REF), strict=True):
+        prompt = render(backbone.processor, request.text)
+        use_adapter(policy, SOLVER)
+        with torch.no_grad():
+            scored = response_logprobs(
+                policy, backbone.processor, [request.image] * len(completions),
+                [prompt] * len(completions), [c.token_ids for c in completions],
+                micro_batch_size=4,
+            )
+        for row, completion in enumerate(completions):
+            recomputed = scored.logprobs[row, : completion.num_tokens]
+            assert torch.allclose(recomputed, torch.tensor(completion.logprobs), atol=1e-4)
 
 
 def test_no_adapter_samples_the_base_model(engine, requests):
