@@ -69,8 +69,21 @@ class LoraConfig(Section):
     target_modules: str = LANGUAGE_MODEL_LORA_TARGETS
 
 
+class HFDataConfig(Section):
+    """data.source "hf": `datasets.load_dataset(name, config, split=split, streaming=...)`;
+    offline (HF_DATASETS_OFFLINE=1) it is read from the local datasets cache."""
+
+    name: str | None = None  # a Hub id ("HuggingFaceM4/ChartQA") or a local dataset directory
+    config: str | None = None
+    split: str = "train"
+    # Read rows as a stream (no full download or Arrow copy): needs `limit`, the rows read.
+    streaming: bool = False
+    limit: int | None = Field(None, ge=1)  # only the first `limit` rows, in the split's order
+    cache_dir: str | None = None  # the datasets cache (default: HF_DATASETS_CACHE)
+
+
 class DataConfig(Section):
-    source: Literal["synthetic", "directory", "parquet", "dataset"] = "synthetic"
+    source: Literal["synthetic", "directory", "parquet", "dataset", "hf"] = "synthetic"
     path: str | None = None
     image_column: str = "image"
     synthetic_count: int = Field(200, ge=1)
@@ -82,10 +95,17 @@ class DataConfig(Section):
     # Larger images are downscaled to this many pixels before they are stored or sent anywhere.
     pixel_budget: int = Field(1_003_520, ge=784)
 
+    hf: HFDataConfig = HFDataConfig()
+
     @model_validator(mode="after")
     def _path_when_needed(self) -> DataConfig:
-        if self.source != "synthetic" and not self.path:
+        if self.source in ("directory", "parquet", "dataset") and not self.path:
             raise ValueError(f"data.path is required when data.source is {self.source!r}")
+        if self.source == "hf" and not self.hf.name:
+            raise ValueError("data.hf.name is required when data.source is 'hf'")
+        if self.source == "hf" and self.hf.streaming and self.hf.limit is None:
+            raise ValueError("data.hf.limit is required when data.hf.streaming is true: a "
+                             "stream is read up to its limit, never to its end")
         return self
 
 

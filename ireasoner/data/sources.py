@@ -1,5 +1,5 @@
-"""Where the unlabeled images come from: a synthetic set, a directory, Parquet files or a saved
-HF dataset. Every source yields the same ImageSet: sanitised RGB records in a deterministic
+"""Where the unlabeled images come from: a synthetic set, a directory, Parquet files, a saved
+HF dataset or a HF dataset by name (`ireasoner.data.hf`). Every source yields the same ImageSet: sanitised RGB records in a deterministic
 order, and the inputs it skipped with their reasons (counted, never silently dropped)."""
 
 from __future__ import annotations
@@ -78,11 +78,12 @@ class _Candidate:
 def load_images(cfg: DataConfig) -> ImageSet:
     """All usable images of the configured source, sanitised; shuffled with cfg.seed if asked."""
     readers = {"synthetic": _synthetic, "directory": _directory, "parquet": _parquet,
-               "dataset": _dataset}
+               "dataset": _dataset, "hf": _hf}
     image_set = _collect(readers[cfg.source](cfg), ImageLimits.from_config(cfg))
     if not image_set.records:
         counts = ", ".join(f"{reason} ×{n}" for reason, n in image_set.skip_counts().items())
-        raise NoUsableImages(f"no usable image in data source {cfg.source!r} ({cfg.path}): "
+        where = cfg.hf.name if cfg.source == "hf" else cfg.path
+        raise NoUsableImages(f"no usable image in data source {cfg.source!r} ({where}): "
                              f"{len(image_set.skipped)} skipped ({counts or 'no inputs found'})")
     if cfg.shuffle:
         random.Random(cfg.seed).shuffle(image_set.records)
@@ -192,6 +193,12 @@ def _dataset(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
     for batch in dataset.select_columns(columns).with_format("arrow").iter(_BATCH_ROWS):
         yield from _rows(batch, cfg.image_column, split, start, root)
         start += batch.num_rows
+
+
+def _hf(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
+    from ireasoner.data.hf import hf_candidates  # hf imports this module
+
+    return hf_candidates(cfg)
 
 
 def _one_split(splits: Any, root: Path) -> tuple[str, Any]:
