@@ -189,7 +189,8 @@ class ScheduleConfig(Section):
 class EvaluationConfig(Section):
     every: int = Field(0, ge=0)  # 0 = never during training
     # lmms-eval task names of the paper's eight benchmarks. MathVista and MathVerse are scored
-    # by an LLM judge in lmms-eval: they need OPENAI_API_KEY (else they are recorded as failed).
+    # by an LLM judge in lmms-eval: they need OPENAI_API_KEY (else they are recorded as failed);
+    # mathvista_testmini_rules / mathverse_testmini_rules score them by rules (docs/evaluation.md).
     tasks: list[str] = [
         "chartqa",
         "mathvista_testmini_format",

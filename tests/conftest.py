@@ -88,6 +88,33 @@ def _bars_image(width: int, height: int, values: list[int]) -> Image.Image:
 
 
 @pytest.fixture(scope="session")
+def cache_like_the_hub():
+    """`(cache_dir, repo_id, config, {split: datasets.Dataset})`: leaves in `cache_dir` what
+    `load_dataset(repo_id, config)` leaves after downloading a Parquet dataset from the Hub
+    (<namespace>___<name>/<config>/0.0.0/<hash>/<name>-<split>.arrow and dataset_info.json), so
+    that an offline `load_dataset(repo_id, config)` reads it from there."""
+    from datasets.naming import camelcase_to_snakecase
+    from datasets.packaged_modules.parquet.parquet import Parquet
+
+    def write(cache_dir: Path, repo_id: str, config: str, splits: dict) -> None:
+        sources = cache_dir.parent / f"{repo_id.replace('/', '_')}-{config}-parquet"
+        sources.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for name, data in splits.items():
+            files[name] = str(sources / f"{name}.parquet")
+            data.to_parquet(files[name])
+        namespace, name = repo_id.split("/")
+        builder = Parquet(cache_dir=str(cache_dir), dataset_name=name, config_name=config,
+                          config_id=config, hash="0123abcd", data_files=files)
+        builder.download_and_prepare()
+        target = cache_dir / f"{namespace}___{camelcase_to_snakecase(name)}"
+        target.mkdir(exist_ok=True)
+        (cache_dir / camelcase_to_snakecase(name) / config).rename(target / config)
+
+    return write
+
+
+@pytest.fixture(scope="session")
 def s3_bucket() -> Iterator[str]:
     """An S3 bucket on a moto server on loopback; the AWS_* variables that point boto at it are
     set for the session (subprocesses inherit them). Returns "s3://<bucket>"."""

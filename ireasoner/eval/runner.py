@@ -35,6 +35,8 @@ from ireasoner.eval.offline import (
     missing_dataset_message,
     task_datasets,
 )
+from ireasoner.eval.tasks.math_rules import INCLUDE_DIR as MATH_RULES_DIR
+from ireasoner.eval.tasks.math_rules import MATH_RULE_TASKS
 from storage.atomic import atomic_write_parquet
 
 log = logging.getLogger(__name__)
@@ -174,7 +176,8 @@ def _resolve_device(device: str) -> str:
 
 def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path,
                    solver: SolverConfig | None) -> dict[str, Path]:
-    """The `--include_path` of each task: the generated local task, or the configured one.
+    """The `--include_path` of each task: the generated local task, the packaged rule-scored
+    math tasks, or the configured one.
 
     lmms-eval takes one include path per run; each task is its own run, so both can coexist.
     """
@@ -184,6 +187,8 @@ def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path,
             data_file = build_local_task_data(out_dir / "local_task", LOCAL_TASK_SIZE, seed=0,
                                               solver=solver)
             paths[task] = write_local_task(out_dir / "include", data_file).parent.parent
+        elif task in MATH_RULE_TASKS:
+            paths[task] = MATH_RULES_DIR
         elif eval_cfg.include_path:
             paths[task] = Path(eval_cfg.include_path).expanduser().resolve()
     return paths

@@ -13,8 +13,6 @@ from ireasoner.config import ConfigError, DataConfig, load_config
 from ireasoner.data.sources import DataSourceError, load_images
 
 datasets = pytest.importorskip("datasets")
-from datasets.naming import camelcase_to_snakecase  # noqa: E402
-from datasets.packaged_modules.parquet.parquet import Parquet  # noqa: E402
 
 REPO = "ireasoner-test/ChartPool"
 FEATURES = datasets.Features({"image": datasets.Image(), "question": datasets.Value("string")})
@@ -39,28 +37,8 @@ def split(cells: list[bytes]) -> datasets.Dataset:
          "question": [f"q{i}" for i in range(len(cells))]}, features=FEATURES)
 
 
-def cache_like_the_hub(cache_dir: Path, repo_id: str, config: str,
-                       splits: dict[str, datasets.Dataset]) -> None:
-    """Leave in `cache_dir` what `load_dataset(repo_id, config)` leaves after downloading a
-    Parquet dataset from the Hub (<namespace>___<name>/<config>/0.0.0/<hash>/<name>-<split>.arrow
-    and dataset_info.json), so that an offline `load_dataset(repo_id, config)` finds it."""
-    sources = cache_dir.parent / f"{config}-parquet"
-    sources.mkdir(exist_ok=True)
-    files = {}
-    for name, data in splits.items():
-        files[name] = str(sources / f"{name}.parquet")
-        data.to_parquet(files[name])
-    namespace, name = repo_id.split("/")
-    builder = Parquet(cache_dir=str(cache_dir), dataset_name=name, config_name=config,
-                      config_id=config, hash="0123abcd", data_files=files)
-    builder.download_and_prepare()
-    target = cache_dir / f"{namespace}___{camelcase_to_snakecase(name)}"
-    target.mkdir(exist_ok=True)
-    (cache_dir / camelcase_to_snakecase(name) / config).rename(target / config)
-
-
 @pytest.fixture(scope="module")
-def hub_cache(tmp_path_factory) -> Path:
+def hub_cache(tmp_path_factory, cache_like_the_hub) -> Path:
     """REPO with two configs: "charts" (train: 4 images, the third not an image, the fourth a
     decompression bomb; test: 1) and "diagrams" (train: 2)."""
     assert datasets.config.HF_HUB_OFFLINE  # the loads below can only come from the cache

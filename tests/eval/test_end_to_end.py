@@ -35,3 +35,68 @@ def test_local_task_runs_end_to_end_and_a_missing_dataset_fails_alone(
     [samples_file] = (tmp_path / "eval" / "lmms" / "ireasoner_synth").rglob("*_samples_*.jsonl")
     samples = [json.loads(line) for line in samples_file.read_text().splitlines()]
     assert len(samples) == 3 and all("exact_match" in s for s in samples)
+
+
+def mathvista_rows(datasets, images):
+    """Three testmini-shaped MathVista rows: multiple choice, integer, float."""
+    features = datasets.Features({
+        "pid": datasets.Value("string"), "question": datasets.Value("string"),
+        "image": datasets.Value("string"), "decoded_image": datasets.Image(),
+        "choices": datasets.Sequence(datasets.Value("string")), "unit": datasets.Value("string"),
+        "precision": datasets.Value("float64"), "answer": datasets.Value("string"),
+        "question_type": datasets.Value("string"), "answer_type": datasets.Value("string"),
+        "metadata": {"split": datasets.Value("string"), "source": datasets.Value("string")},
+        "query": datasets.Value("string")})
+    return datasets.Dataset.from_dict({
+        "pid": ["1", "2", "3"], "question": ["Which bar is red?", "How many bars?", "Ratio?"],
+        "image": ["images/1.jpg", "images/2.jpg", "images/3.jpg"], "decoded_image": images,
+        "choices": [["left", "middle", "right"], None, None], "unit": [None, None, None],
+        "precision": [None, None, 1.0], "answer": ["left", "3", "0.5"],
+        "question_type": ["multi_choice", "free_form", "free_form"],
+        "answer_type": ["text", "integer", "float"],
+        "metadata": [{"split": "testmini", "source": "synthetic"}] * 3,
+        "query": ["q1", "q2", "q3"]}, features=features)
+
+
+def mathverse_rows(datasets, images):
+    """Three testmini-shaped MathVerse rows: one multiple choice, two free form."""
+    text = datasets.Value("string")
+    features = datasets.Features({
+        "sample_index": text, "problem_index": text, "problem_version": text,
+        "question": text, "image": datasets.Image(), "answer": text, "question_type": text,
+        "metadata": {"split": text, "subfield": text}, "query_wo": text, "query_cot": text,
+        "question_for_eval": text})
+    return datasets.Dataset.from_dict({
+        "sample_index": ["1", "2", "3"], "problem_index": ["1", "2", "3"],
+        "problem_version": ["Text Lite"] * 3, "question": ["q1", "q2", "q3"], "image": images,
+        "answer": ["B", "4.5", "\\sqrt{12}"],
+        "question_type": ["multi-choice", "free-form", "free-form"],
+        "metadata": [{"split": "testmini", "subfield": "Area"}] * 3,
+        "query_wo": ["Which? Choices: A:1 B:2", "Find x.", "Find the side."],
+        "query_cot": ["", "", ""], "question_for_eval": ["q1", "q2", "q3"]}, features=features)
+
+
+@pytest.mark.slow
+def test_rule_scored_math_tasks_run_end_to_end_offline_without_a_key(
+        tiny_model_path, tiny_model_config, tiny_images, cache_like_the_hub, tmp_path,
+        monkeypatch):
+    datasets = pytest.importorskip("datasets")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    cache = tmp_path / "hf-datasets"
+    cache_like_the_hub(cache, "AI4Math/MathVista", "default",
+                       {"testmini": mathvista_rows(datasets, tiny_images)})
+    cache_like_the_hub(cache, "CaraJ/MathVerse-lmmseval", "testmini",
+                       {"testmini": mathverse_rows(datasets, tiny_images)})
+    cfg = EvaluationConfig(max_new_tokens=16, dataset_cache=str(cache))
+    tasks = ["mathvista_testmini_rules", "mathverse_testmini_rules"]
+    result = evaluate_checkpoint(
+        str(tiny_model_path), tasks, cfg, tmp_path / "eval", "tiny", backend="auto",
+        device="cpu", pixel_budget=(tiny_model_config.min_pixels, tiny_model_config.max_pixels))
+
+    rows = read_results(result.results_path).to_pylist()
+    assert not result.failed_tasks, rows
+    metrics = {(row["task"], row["metric"]): row for row in rows}
+    assert set(metrics) == {("mathvista_testmini_rules", "rule_accuracy"),
+                            ("mathvista_testmini_rules", "answer_read"),
+                            ("mathverse_testmini_rules", "rule_accuracy")}
+    assert all(row["samples"] == 3 and 0.0 <= row["value"] <= 1.0 for row in rows)

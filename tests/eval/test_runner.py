@@ -86,3 +86,14 @@ def test_local_task_gets_its_generated_include_path(tmp_path, monkeypatch, onlin
     local, custom = (Path(c[c.index("--include_path") + 1]) for c in fake.commands)
     assert (local / "ireasoner_synth" / "ireasoner_synth.yaml").is_file()
     assert custom == (tmp_path / "mine").resolve()
+
+
+def test_rule_scored_math_tasks_get_their_packaged_include_path(tmp_path, monkeypatch, online):
+    fake = FakeLmms(broken=set())
+    monkeypatch.setattr(runner, "run_task", fake)
+    evaluate_checkpoint("/m", ["mathvista_testmini_rules", "mathverse_testmini_rules"],
+                        EvaluationConfig(), tmp_path, "ck", backend="transformers", device="cpu")
+    for command in fake.commands:
+        include = Path(command[command.index("--include_path") + 1])
+        task = command[command.index("--tasks") + 1]
+        assert (include / f"{task}.yaml").is_file()
