@@ -16,6 +16,8 @@ import pyarrow.parquet as pq
 from PIL import Image
 
 from ireasoner.config import DataConfig
+from ireasoner.data.errors import DataSourceError
+from ireasoner.data.hf import open_hf_split
 from ireasoner.data.images import (
     ImageLimits,
     ImageRejected,
@@ -57,10 +59,6 @@ class ImageSet:
 
     def skip_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(s.reason for s in self.skipped).items()))
-
-
-class DataSourceError(ValueError):
-    """The configured source cannot be read at all (missing path, wrong column, ...)."""
 
 
 class NoUsableImages(DataSourceError):
@@ -196,9 +194,13 @@ def _dataset(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
 
 
 def _hf(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
-    from ireasoner.data.hf import hf_candidates  # hf imports this module
-
-    return hf_candidates(cfg)
+    split = open_hf_split(cfg)
+    columns = _columns_to_read(split.schema, cfg.image_column, split.description)
+    start = 0
+    for batch in split.batches(columns, _BATCH_ROWS):
+        # A cell without bytes names a file: absolute in the local cache, or local to the data.
+        yield from _rows(batch, cfg.image_column, split.prefix, start, Path(str(cfg.hf.name)))
+        start += batch.num_rows
 
 
 def _one_split(splits: Any, root: Path) -> tuple[str, Any]:

@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import ImageFile
 
-from ireasoner.eval.math_answers import equivalent, final_answer_span, score_mathverse
 from ireasoner.eval.tasks.math_rules import utils as hooks
+from ireasoner.eval.tasks.math_rules.answers import equivalent, final_answer_span, score_mathverse
 
 
 def mathvista_doc(**fields) -> dict:

@@ -1,4 +1,4 @@
-"""lmms-eval tasks MathVista and MathVerse scored by rules (`ireasoner.eval.math_answers`), with
+"""lmms-eval tasks MathVista and MathVerse scored by rules (`answers.py` here), with
 no LLM judge. This directory is their `--include_path`."""
 
 from pathlib import Path

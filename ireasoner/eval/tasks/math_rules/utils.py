@@ -14,7 +14,7 @@ from typing import Any
 
 from PIL import Image
 
-from ireasoner.eval.math_answers import score_mathverse, score_mathvista
+from ireasoner.eval.tasks.math_rules.answers import score_mathverse, score_mathvista
 
 _FORMAT_HINTS = {
     "integer": "Answer the question using a single integer number.",
