@@ -6,9 +6,8 @@ response matches the gold answer. Here the extraction is by rules (`final_answer
 `<answer>` body, the last `\\boxed{}`, what follows the last "answer is"/"Answer:", else the last
 line), MathVista's own normalisation and string comparison follow, and MathVerse's free-form
 answers are compared for mathematical equivalence with sympy (`equivalent`, LaTeX read by
-latex2sympy2, which lmms-eval already requires). math-verify is not used: lmms-eval 0.7.3 needs
-latex2sympy2, whose antlr4 runtime (4.7.2) no working math-verify release can share an
-environment with (docs/evaluation.md).
+latex2sympy2_extended, the maintained parser math-verify brings). lmms-eval's own latex2sympy2
+does not import in the project's environments (docs/evaluation.md).
 """
 
 from __future__ import annotations
@@ -132,8 +131,8 @@ def equivalent(predicted: str, gold: str) -> bool:
     """Whether two final answers are the same: equal after normalising the text, or, when both
     are mathematical (a digit or a LaTeX command in each), the same value at three points
     (relative tolerance 1e-3, absolute 5e-3; 2 decimals, as lmms-eval's MathVision rules). The
-    left side of an equation is dropped (latex2sympy2 reads "y=2x+1" as 2x+1); tuples compare
-    element by element."""
+    left side of an equation is dropped ("y=2x+1" is 2x+1); tuples compare element by
+    element."""
     left, right = _normal_text(predicted), _normal_text(gold)
     if not left or not right:
         return False
@@ -215,11 +214,12 @@ def _latex_value(text: str) -> float | None:
 
 
 def _to_sympy(text: str):
-    """A sympy expression with a value, or None (unreadable, or a relation or truth value:
-    latex2sympy2 reads "a<b" as one)."""
+    """A sympy expression with a value, or None (unreadable, or a relation or truth value such
+    as "a<b"). An equation stands for its right side."""
     import sympy
-    from latex2sympy2 import latex2sympy  # comes with lmms-eval; parses in milliseconds
+    from latex2sympy2_extended import latex2sympy  # with math-verify; parses in milliseconds
 
+    text = text.rpartition("=")[2].strip() or text
     try:
         expression = latex2sympy(text.replace(",", "") if _NUMBER.fullmatch(text) else text)
     except Exception:  # latex2sympy2 raises bare Exceptions on anything it cannot read
