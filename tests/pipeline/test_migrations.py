@@ -126,19 +126,29 @@ def test_a_v1_run_resumes_with_only_its_run_directory_and_a_longer_schedule(
 
 
 @pytest.mark.slow
-def test_the_restructured_code_trains_the_v1_run_again_exactly(tmp_path, tiny_model_path):
-    """A new run with the v1 run's config (its legacy values included) samples, scores and
-    updates as the v1 code did: same tables, same advantages, same adapters."""
+def test_the_restructured_code_scores_and_updates_the_v1_run_again_exactly(tmp_path,
+                                                                          tiny_model_path):
+    """From a v1 run's own questions and rollouts, the new code scores and updates as the v1
+    code did (its legacy values included): same steps, rewards, groups, advantages, adapters.
+    Sampling is not compared: the transformers engine draws each sequence from its own seeded
+    stream since 7cf0b39, so the same seed samples other tokens than v1 did."""
     legacy = _copy("ireasoner", tmp_path / "legacy")
     assert main(["migrate", str(legacy)]) == 0
-    config = tmp_path / "v1.yaml"
-    config.write_text(_yaml(run_config(RunStore(legacy)).to_dict()))
-    fresh = tmp_path / "fresh"
-    _train("--config", str(config), "--run-dir", str(fresh))
-    for table in ("questions", "rollouts", "steps", "rewards", "groups"):
-        assert _frame(fresh, table).equals(_frame(legacy, table)), table
+    redo = tmp_path / "redo"
+    shutil.copytree(legacy, redo)
+    shutil.rmtree(redo / "checkpoints")  # back to fresh adapters: prepare writes checkpoint 0
+    for table in ("steps", "rewards", "groups", "updates", "metrics"):
+        shutil.rmtree(redo / table)
+    for iteration in (1, 2):
+        for stage in ("score", "update"):
+            (redo / "stages" / f"{iteration:06d}" / f"{stage}.json").unlink()
+    _train("--run-dir", str(redo), "--resume")
+    for table in ("questions", "rollouts"):  # read, not sampled again
+        assert _frame(redo, table).equals(_frame(legacy, table)), table
+    for table in ("steps", "rewards", "groups"):
+        assert _frame(redo, table).equals(_frame(legacy, table)), table
     keys = ["iteration", "image_index", "rollout_index"]
-    ours = _frame(fresh, "updates").filter(pl.col("role") == "solver")
+    ours = _frame(redo, "updates").filter(pl.col("role") == "solver")
     theirs = _frame(legacy, "updates").join(ours, on=keys, suffix="_new")
     assert theirs.height == ours.height == 2 * 3
     assert (theirs["reward"] == theirs["reward_new"]).all()
@@ -147,14 +157,8 @@ def test_the_restructured_code_trains_the_v1_run_again_exactly(tmp_path, tiny_mo
         assert ((theirs[column] - theirs[f"{column}_new"]).abs() < 1e-15).all(), column
     for role in ("solver", "proposer"):
         name = f"checkpoints/iter-000002/adapters/{role}/adapter_model.safetensors"
-        ours, theirs = load_file(str(fresh / name)), load_file(str(legacy / name))
+        ours, theirs = load_file(str(redo / name)), load_file(str(legacy / name))
         assert all((ours[k] == theirs[k]).all() for k in theirs), role
-
-
-def _yaml(config: dict) -> str:
-    import yaml
-
-    return yaml.safe_dump(config)
 
 
 def test_a_run_from_a_newer_version_is_refused(tmp_path):
