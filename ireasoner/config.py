@@ -1,21 +1,33 @@
 """The one configuration schema of a run.
 
 Defaults live here once (they are the spec's, `ALGORITHM.md`); YAML files in `configs/` only
-override. Loading composes files left to right, then `--set a.b=value` overrides, then validates:
+override. Loading composes files left to right, then `--set a.b=value` overrides (each value read
+by its key's declared type, never as YAML), then validates:
 an unknown key, a wrong type or an out-of-range value raises `ConfigError` naming the key,
 before anything heavy (a model, a GPU) is touched.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 import os
 from pathlib import Path
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ireasoner.rewards.config import RewardConfig
 
@@ -369,22 +381,96 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
 
 
 def parse_override(item: str) -> dict[str, Any]:
-    """`rewards.gamma=0.5` -> {"rewards": {"gamma": 0.5}}; the value is read as YAML."""
+    """`rewards.gamma=0.5` -> {"rewards": {"gamma": 0.5}}.
+
+    The value is read by its key's declared type, never as YAML (YAML would read `runs/exp #2`
+    as `runs/exp` and `2024` as an integer): a string key takes the text verbatim; a number or
+    a bool is parsed as one; a list takes JSON (`["a", "b"]`) or comma-separated items
+    (`a,b` or `[a, b]`); a mapping or a section takes JSON; `null` unsets a key that may be
+    null. An unknown key is a ConfigError naming it.
+    """
     key, sep, raw = item.partition("=")
     key = key.strip()
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {item!r} must look like section.key=value")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as err:
-        raise ConfigError(f"override {key}: value {raw!r} is not valid YAML: {err}") from None
+    parts = key.split(".")
+    value = _parse_typed(key, _annotation_at(key, parts), raw)
     nested: dict[str, Any] = {}
     cursor = nested
-    parts = key.split(".")
     for part in parts[:-1]:
         cursor = cursor.setdefault(part, {})
     cursor[parts[-1]] = value
     return nested
+
+
+def _annotation_at(key: str, parts: list[str]) -> Any:
+    """The declared type of the dotted key, walking the schema section by section."""
+    model: type[BaseModel] = Config
+    for depth, part in enumerate(parts):
+        field = model.model_fields.get(part)
+        if field is None:
+            where = ".".join(parts[:depth]) or "the top level"
+            raise ConfigError(f"unknown key '{'.'.join(parts[:depth + 1])}'; allowed in {where}: "
+                              f"{', '.join(sorted(model.model_fields))}")
+        annotation = field.annotation
+        if depth == len(parts) - 1:
+            return annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            raise ConfigError(f"unknown key '{key}': '{'.'.join(parts[:depth + 1])}' is a "
+                              "value, not a section")
+        model = annotation
+    raise AssertionError("unreachable")
+
+
+def _parse_typed(key: str, annotation: Any, raw: str) -> Any:
+    args = [a for a in get_args(annotation) if a is not type(None)]
+    nullable = get_origin(annotation) in (Union, UnionType) and len(args) < len(
+        get_args(annotation))
+    if nullable:
+        if raw.strip() == "null":
+            return None
+        annotation = functools.reduce(operator.or_, args)
+    origin = get_origin(annotation) or annotation
+    try:
+        if origin in (list, tuple, set):
+            text = raw.strip()
+            if text.startswith("[") and _is_json(text):
+                return TypeAdapter(annotation).validate_json(text)
+            text = text.removeprefix("[").removesuffix("]")
+            item_type = (get_args(annotation) or (str,))[0]
+            pieces = [piece.strip() for piece in text.split(",")] if text.strip() else []
+            return [_parse_typed(key, item_type, piece) for piece in pieces]
+        if origin is dict or (isinstance(origin, type) and issubclass(origin, BaseModel)):
+            return _json_mapping(key, raw)  # merged with the rest, then validated
+        if annotation is str or origin is Literal:
+            return raw  # verbatim; a Literal is checked against its choices on validation
+        return TypeAdapter(annotation).validate_strings(raw.strip())
+    except ValidationError as err:
+        reason = err.errors()[0]["msg"]
+        raise ConfigError(f"override {key}: {raw!r} is not a valid {_type_name(annotation)}: "
+                          f"{reason}") from None
+
+
+def _json_mapping(key: str, raw: str) -> dict[str, Any]:
+    try:
+        value = json.loads(raw)
+    except ValueError as err:
+        raise ConfigError(f"override {key}: {raw!r} is not a JSON object: {err}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"override {key}: {raw!r} is not a JSON object")
+    return value
+
+
+def _is_json(text: str) -> bool:
+    try:
+        json.loads(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation)
 
 
 def deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:

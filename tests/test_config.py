@@ -101,11 +101,45 @@ def test_cross_section_rule_lora_rank_must_fit_vllm():
         load_config(None, ["lora.rank=32"])
 
 
-def test_overrides_are_read_as_yaml_and_nest():
+def test_overrides_are_parsed_by_the_keys_declared_type_and_nest():
     assert parse_override("rewards.gamma=0.5") == {"rewards": {"gamma": 0.5}}
+    assert parse_override("schedule.iterations=7") == {"schedule": {"iterations": 7}}
+    assert parse_override("kl.adaptive=false") == {"kl": {"adaptive": False}}
+    assert parse_override("optimization.lr=1e-6") == {"optimization": {"lr": 1e-6}}
     assert parse_override("evaluation.tasks=[a, b]") == {"evaluation": {"tasks": ["a", "b"]}}
+    assert parse_override("evaluation.tasks=a,b") == {"evaluation": {"tasks": ["a", "b"]}}
+    assert parse_override('evaluation.tasks=["a #1", "b"]') == {
+        "evaluation": {"tasks": ["a #1", "b"]}}
+    assert parse_override("data.hf.limit=null") == {"data": {"hf": {"limit": None}}}
+    assert parse_override('data.hf={"name": "x"}') == {"data": {"hf": {"name": "x"}}}
     with pytest.raises(ConfigError, match="section.key=value"):
         parse_override("rewards.gamma")
+
+
+def test_string_overrides_are_taken_verbatim_never_as_yaml():
+    # YAML read " #2" as a comment (so runs/exp #2 named another run) and 2024 as an integer.
+    assert load_config(None, ["storage.run_dir=runs/exp #2"]).storage.run_dir == "runs/exp #2"
+    assert load_config(None, ["storage.run_dir=2024"]).storage.run_dir == "2024"
+    assert load_config(None, ["data.source=directory", "data.path=imgs: {a}"]).data.path == (
+        "imgs: {a}")
+    assert load_config(None, ["proposer.fallback_question=yes"]).proposer.fallback_question == (
+        "yes")
+
+
+def test_override_of_an_unknown_key_or_a_mistyped_value_names_the_key():
+    with pytest.raises(ConfigError, match=r"unknown key 'rewards\.nope'; allowed in rewards: "
+                       r"alpha, "):
+        parse_override("rewards.nope=1")
+    with pytest.raises(ConfigError, match=r"unknown key 'nope'; allowed in the top level: data"):
+        parse_override("nope.x=1")
+    with pytest.raises(ConfigError, match=r"'rewards\.gamma' is a value, not a section"):
+        parse_override("rewards.gamma.x=1")
+    with pytest.raises(ConfigError, match=r"schedule\.iterations: '5\.5' is not a valid int"):
+        parse_override("schedule.iterations=5.5")
+    with pytest.raises(ConfigError, match=r"kl\.adaptive: 'maybe' is not a valid bool"):
+        parse_override("kl.adaptive=maybe")
+    with pytest.raises(ConfigError, match=r"data\.hf: .* is not a JSON object"):
+        parse_override("data.hf=[1]")
 
 
 def test_later_files_and_overrides_win(tmp_path):
