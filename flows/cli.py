@@ -14,8 +14,13 @@ from ireasoner.inspect.queries import NotInRun
 from storage import ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
 
+
+class OverwriteNotConfirmed(RuntimeError):
+    """--overwrite at a URL without --yes (or a 'yes' typed in a terminal)."""
+
+
 EXPECTED_ERRORS = (ConfigError, ResumeRefused, RunLocked, FileExistsError, FileNotFoundError,
-                   NotInRun, UnsupportedURL)
+                   NotInRun, UnsupportedURL, OverwriteNotConfirmed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -43,7 +48,12 @@ def _parser() -> argparse.ArgumentParser:
     mode = train.add_mutually_exclusive_group()
     mode.add_argument("--resume", action="store_true", help="continue the run in --run-dir")
     mode.add_argument("--overwrite", action="store_true",
-                      help="delete an existing run in --run-dir first")
+                      help="replace the run in --run-dir: a local run is moved aside to "
+                      "RUN.replaced-<time>; at a URL its files are listed and deleted with --yes")
+    train.add_argument("--force", action="store_true",
+                       help="with --overwrite: replace a directory that holds no run too")
+    train.add_argument("--yes", action="store_true",
+                       help="with --overwrite at a URL: delete the listed remote files")
     train.set_defaults(handler=_train)
 
     sft = sub.add_parser("sft", help="IVR-R1 cold start: fine-tune the Solver adapter on "
@@ -147,12 +157,33 @@ def _train(args: argparse.Namespace) -> int:
 
     trainer_spec(cfg.trainer.kind)
     if args.overwrite:
-        RunStore(cfg.storage.run_dir).remove()
+        _replace_run(RunStore(cfg.storage.run_dir), cfg.storage.lease_seconds, args)
 
     result = train(config=[str(p) for p in args.config], overrides=overrides,
                    resume=args.resume)
     print(f"trained {result['iterations']} iterations; artifacts in {result['run_dir']}")
     return 0
+
+
+def _replace_run(store, lease_seconds: float, args: argparse.Namespace) -> None:
+    """--overwrite: never delete what could be kept, nor what another process trains."""
+    if store.remote is None:
+        aside = store.move_aside(force=args.force)
+        if aside is not None:
+            print(f"moved the old run aside to {aside} (delete it when you no longer need it)")
+        return
+    files = store.list_remote()
+    if not files:
+        return
+    shown = "\n".join(f"  {rel} ({size} bytes)" for rel, size in sorted(files.items())[:20])
+    more = f"\n  ... and {len(files) - 20} more" if len(files) > 20 else ""
+    print(f"--overwrite would delete {len(files)} files ({sum(files.values())} bytes) at "
+          f"{store.location}:\n{shown}{more}")
+    if not args.yes and not (sys.stdin.isatty() and input("delete them? [y/N] ") in ("y", "yes")):
+        raise OverwriteNotConfirmed(f"nothing deleted at {store.location}: pass --yes to delete "
+                                    "the files listed above")
+    deleted = store.remove_remote(force=args.force, lease_seconds=lease_seconds)
+    print(f"deleted {deleted} files at {store.location}")
 
 
 def _sft(args: argparse.Namespace) -> int:

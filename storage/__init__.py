@@ -7,10 +7,11 @@ Layout and guarantees are documented in docs/artifacts.md.
 from storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
 from storage.compaction import compact_run
 from storage.lock import RunLocked, run_lock
-from storage.run import COMPLETE_MARKER, ResumeRefused, RunStore
+from storage.run import COMPLETE_MARKER, NotARun, ResumeRefused, RunStore
 
 __all__ = [
     "COMPLETE_MARKER",
+    "NotARun",
     "ResumeRefused",
     "RunLocked",
     "RunStore",

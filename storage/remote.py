@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -156,12 +155,20 @@ class Mirror:
             self.fs.makedirs(self.remote_root, exist_ok=True)
         return run_lease(self.fs, self.remote_path(LEASE), self.url, seconds)
 
-    def remove(self) -> None:
-        """Delete the remote run and this mirror."""
-        if self.fs.exists(self.remote_root):
-            self.fs.rm(self.remote_root, recursive=True)
-        if self.local.exists():
-            shutil.rmtree(self.local)
+    def list_sizes(self) -> dict[str, int]:
+        """Every remote file of the run but the lease (relative path -> bytes)."""
+        self.fs.invalidate_cache(self.remote_root)
+        if not self.fs.exists(self.remote_root):
+            return {}
+        prefix = self.remote_root.rstrip("/") + "/"
+        return {name[len(prefix):]: int(info.get("size") or 0)
+                for name, info in self.fs.find(self.remote_root, detail=True).items()
+                if name[len(prefix):] != LEASE}
+
+    def delete(self, rels: list[str]) -> None:
+        """Delete these remote files (relative paths); the caller holds the lease."""
+        self._delete(rels)
+        self.fs.invalidate_cache(self.remote_root)
 
     # ---- listings -----------------------------------------------------------------------
     def _list_remote(self) -> dict[str, str]:

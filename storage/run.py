@@ -47,6 +47,10 @@ class ResumeRefused(ValueError):
     artifacts of another schema)."""
 
 
+class NotARun(FileExistsError):
+    """Overwriting a directory (or URL prefix) that holds files but no run."""
+
+
 class RunStore:
     def __init__(self, root: str | Path, *, mirror: str | Path | None = None):
         """`root`: a directory, or an fsspec URL worked on in `mirror` (default: a directory
@@ -106,12 +110,50 @@ class RunStore:
             finally:
                 self._lease = None
 
-    def remove(self) -> None:
-        """Delete the run (at a URL: the remote run and this machine's mirror)."""
+    # ---- replacing a run (train --overwrite) ----------------------------------------------
+    def move_aside(self, *, force: bool = False) -> Path | None:
+        """Rename a local run to `<run>.replaced-<UTC time>`, holding its lock while doing so
+        (so a run another process trains is refused, never touched); returns the new path, or
+        None when there was nothing to move. A non-empty directory without a manifest is not a
+        run: refused (NotARun) unless `force`."""
         if self.remote is not None:
-            self.remote.remove()
-        elif self.root.exists():
+            raise ValueError(f"{self.location} is a URL: list_remote() then remove_remote()")
+        if not self.root.exists() or not any(self.root.iterdir()):
+            return None
+        self._refuse_if_not_a_run(self.exists(), force)
+        with run_lock(self.root):
+            aside = _aside_path(self.root)
+            self.root.rename(aside)  # our flock stays on LOCK, now inside the moved run
+        return aside
+
+    def list_remote(self) -> dict[str, int]:
+        """At a URL: the remote run's files (relative path -> bytes), what remove_remote()
+        deletes."""
+        if self.remote is None:
+            raise ValueError(f"{self.location} is not a URL")
+        return self.remote.list_sizes()
+
+    def remove_remote(self, *, force: bool = False, lease_seconds: float = 60.0) -> int:
+        """At a URL: delete the remote run under its lease (so a run being trained is refused)
+        and this machine's mirror; returns the number of files deleted. A non-empty prefix
+        without a manifest is not a run: refused (NotARun) unless `force`."""
+        files = self.list_remote()
+        if not files:
+            return 0
+        self._refuse_if_not_a_run("manifest.json" in files, force)
+        # Markers first, the manifest last: a deletion cut short never leaves a marker vouching
+        # for files that are gone, nor files that no manifest calls a run.
+        order = sorted(files, key=lambda rel: (not _is_marker(rel), rel == "manifest.json", rel))
+        with self.lock(lease_seconds):
+            self.remote.delete(order)
+        if self.root.exists():
             shutil.rmtree(self.root)
+        return len(files)
+
+    def _refuse_if_not_a_run(self, is_run: bool, force: bool) -> None:
+        if not is_run and not force:
+            raise NotARun(f"{self.location} holds files but no manifest.json: it is not a run, "
+                          "so --overwrite leaves it alone; pass --force to replace it anyway")
 
     # ---- the manifest -------------------------------------------------------------------
     @property
@@ -259,6 +301,14 @@ def _is_marker(rel: str) -> bool:
     """Files that vouch for others (storage.remote uploads them last): stage markers and
     checkpoints' COMPLETE."""
     return rel.startswith("stages/") or rel.rsplit("/", 1)[-1] == COMPLETE_MARKER
+
+
+def _aside_path(root: Path) -> Path:
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside, n = root.with_name(f"{root.name}.replaced-{stamp}"), 1
+    while aside.exists():
+        aside, n = root.with_name(f"{root.name}.replaced-{stamp}-{n}"), n + 1
+    return aside
 
 
 def _now() -> str:

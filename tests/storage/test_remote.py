@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from storage import RunLocked, RunStore
+from storage import NotARun, RunLocked, RunStore
 from storage.atomic import atomic_dir
 from storage.lease import RunLease
 from storage.remote import Mirror
@@ -147,12 +147,33 @@ def test_a_file_deleted_here_is_not_pulled_back_and_is_deleted_remotely(workers)
     assert b.checkpoints() == []
 
 
-def test_remove_deletes_the_remote_run_and_the_mirror(workers):
+def test_remove_remote_lists_then_deletes_the_remote_run_and_the_mirror(workers):
     a, b = workers
     a.open(MANIFEST, resume=False)
-    a.remove()
+    _write_stage(a, 1)
+    listed = a.list_remote()
+    assert sorted(listed) == ["manifest.json", "skips/000001.parquet",
+                              "stages/000001/score.json"]
+    assert all(size > 0 for size in listed.values())
+    assert a.remove_remote() == 3
     assert not a.root.exists()
+    assert a.list_remote() == {}
     assert not b.pull().exists()
+
+
+def test_remove_remote_refuses_a_run_being_trained_and_a_prefix_that_is_no_run(workers, url):
+    a, b = workers
+    a.open(MANIFEST, resume=False)
+    with a.lock(lease_seconds=5):
+        with pytest.raises(RunLocked, match="in use by another training"):
+            b.remove_remote()
+    assert b.pull().exists()
+    other = RunStore(url + "-data", mirror=a.root.parent / "c")
+    Path(url.removeprefix("file://") + "-data").mkdir(parents=True)
+    Path(url.removeprefix("file://") + "-data", "table.csv").write_text("1,2\n")
+    with pytest.raises(NotARun, match="no manifest.json"):
+        other.remove_remote()
+    assert other.list_remote() == {"table.csv": 4}
 
 
 # ---- the lease ------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from storage import ResumeRefused, RunLocked, RunStore, atomic_write_bytes, run_lock
+from storage import NotARun, ResumeRefused, RunLocked, RunStore, atomic_write_bytes, run_lock
 from storage.atomic import atomic_dir, cleanup_partial
 
 
@@ -137,3 +137,37 @@ def test_lock_refuses_a_second_trainer_and_is_released_by_kill_9(tmp_path):
         holder.join()
     with run_lock(tmp_path):  # the kernel released the dead holder's lock
         pass
+
+
+# ---- replacing a run (train --overwrite) ----------------------------------------------------
+def test_move_aside_renames_the_run_and_keeps_every_file(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.open({"stages": ["update"]}, resume=False)
+    store.write_table("rewards", 1, _table(1))
+    aside = store.move_aside()
+    assert aside.name.startswith("run.replaced-") and aside.parent == tmp_path
+    assert not store.root.exists()
+    assert RunStore(aside).read_table("rewards", 1).equals(_table(1))
+    store.open({"stages": ["update"]}, resume=False)  # a second replacement gets its own name
+    assert store.move_aside() not in (aside, None) and len(list(tmp_path.iterdir())) == 2
+
+
+def test_move_aside_refuses_a_run_that_another_process_trains(tmp_path):
+    store = RunStore(tmp_path / "run")
+    store.open({"stages": ["update"]}, resume=False)
+    with run_lock(store.root):  # a second open file: flock conflicts as with another process
+        with pytest.raises(RunLocked, match="in use by another training"):
+            store.move_aside()
+    assert store.exists()
+
+
+def test_move_aside_refuses_a_directory_that_is_not_a_run_unless_forced(tmp_path):
+    store = RunStore(tmp_path / "photos")
+    store.root.mkdir()
+    (store.root / "holiday.jpg").write_bytes(b"precious")
+    with pytest.raises(NotARun, match=r"photos holds files but no manifest.json.*--force"):
+        store.move_aside()
+    assert (store.root / "holiday.jpg").read_bytes() == b"precious"
+    aside = store.move_aside(force=True)
+    assert (aside / "holiday.jpg").read_bytes() == b"precious"
+    assert RunStore(tmp_path / "absent").move_aside() is None
