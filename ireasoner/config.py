@@ -106,6 +106,9 @@ class DataConfig(Section):
     max_decoded_pixels: int = Field(100_000_000, ge=1024)
     # Larger images are downscaled to this many pixels before they are stored or sent anywhere.
     pixel_budget: int = Field(1_003_520, ge=784)
+    # Decoded images are kept in a least-recently-used cache of this many MB (0 = none): images
+    # are decoded when a stage needs them, never all at start (ireasoner.data.cache).
+    image_cache_mb: int = Field(512, ge=0)
 
     hf: HFDataConfig = HFDataConfig()
 
@@ -534,6 +537,7 @@ RESUME_NEUTRAL_KEYS = (
     "rollout.sleep_during_update",
     "optimization.micro_batch_size",
     "model.gradient_checkpointing",
+    "data.image_cache_mb",
 )
 
 

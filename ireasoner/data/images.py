@@ -7,18 +7,21 @@ is a few KB on disk and 400 MB in memory.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import math
 import struct
+import threading
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from ireasoner.config import DataConfig
 
@@ -31,6 +34,7 @@ _ALPHA_MODES = frozenset({"RGBA", "RGBa", "LA", "La", "PA"})
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16B", "I;16L", "I;16N"})
 # What a broken file makes Pillow's decoders raise (it has no single exception type for it).
 _DECODE_ERRORS = (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error)
+_TRUNCATION_FLAG = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -67,12 +71,27 @@ def load_image(data: bytes | str | Path, limits: ImageLimits) -> Image.Image:
     _check_dimensions(image.size, limits)
     _reduce_while_decoding(image, limits.pixel_budget)
     try:
-        image.load()
+        with _truncation_refused():
+            image.load()
         image = ImageOps.exif_transpose(image)
     except _DECODE_ERRORS as err:
         reason = "truncated" if "truncated" in str(err) else "unreadable"
         raise ImageRejected(reason, f"{type(err).__name__}: {err}") from err
     return fit_to_budget(to_rgb(image), limits.pixel_budget)
+
+
+@contextlib.contextmanager
+def _truncation_refused() -> Iterator[None]:
+    """Decode with Pillow's global LOAD_TRUNCATED_IMAGES off: lmms-eval sets it on when
+    imported, which would make a truncated file load as a silently grey-filled picture. The
+    flag is process-wide, so it is switched under a lock and restored at once."""
+    with _TRUNCATION_FLAG:
+        allowed = ImageFile.LOAD_TRUNCATED_IMAGES
+        ImageFile.LOAD_TRUNCATED_IMAGES = False
+        try:
+            yield
+        finally:
+            ImageFile.LOAD_TRUNCATED_IMAGES = allowed
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

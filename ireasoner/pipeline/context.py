@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 
 from ireasoner.config import Config
-from ireasoner.data.sources import ImageSet, load_images
+from ireasoner.data.sources import ImageRecord, ImageSet, load_images
 from ireasoner.engines import AdapterRef, RolloutEngine
 from ireasoner.engines.factory import make_engine
 from ireasoner.model.loading import Backbone, load_backbone
@@ -59,11 +59,13 @@ class RunContext:
         return load_images(self.config.data)
 
     @cached_property
-    def _images_by_id(self) -> dict[str, Image.Image]:
-        return {r.image_id: r.image for r in self.image_set.records}
+    def _records_by_id(self) -> dict[str, ImageRecord]:
+        return {r.image_id: r for r in self.image_set.records}
 
     def image(self, image_id: str) -> Image.Image:
-        return self._images_by_id[image_id]
+        """The image's pixels, decoded on demand (the set's cache bounds what stays in memory).
+        Stages after propose only ask for images that decoded there."""
+        return self._records_by_id[image_id].image
 
     # ---- model and policy ---------------------------------------------------------------
     @cached_property

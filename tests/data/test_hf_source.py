@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from ireasoner.config import ConfigError, DataConfig, load_config
-from ireasoner.data.sources import DataSourceError, load_images
+from ireasoner.data.sources import DataSourceError, decode_or_skip, load_images
 
 datasets = pytest.importorskip("datasets")
 
@@ -55,15 +55,22 @@ def hf_config(cache: Path, **hf: object) -> DataConfig:
 
 
 def shades(image_set) -> list[int]:
-    return [r.image.getpixel((0, 0))[0] for r in image_set.records]
+    """The first pixel of each usable image (decoding every record, as the stages would)."""
+    return [r.image.getpixel((0, 0))[0] for _, r in decode_or_skip(image_set.records)[0]]
+
+
+def skips(image_set) -> list[tuple[str, str]]:
+    """(ref, reason) of what the listing refused, then of what decoding refuses."""
+    return [(s.source_ref, s.reason)
+            for s in image_set.skipped + decode_or_skip(image_set.records)[1]]
 
 
 def test_a_cached_hub_dataset_loads_by_name_offline(hub_cache):
     image_set = load_images(hf_config(hub_cache))
     assert shades(image_set) == [10, 20]
-    assert [r.image_id for r in image_set.records] == [f"{REPO}:charts:train#0",
-                                                       f"{REPO}:charts:train#1"]
-    assert {(s.source_ref, s.reason) for s in image_set.skipped} == {
+    assert [r.image_id for r in image_set.records][:2] == [f"{REPO}:charts:train#0",
+                                                           f"{REPO}:charts:train#1"]
+    assert set(skips(image_set)) == {
         (f"{REPO}:charts:train#2", "not_an_image"),
         (f"{REPO}:charts:train#3", "decompression_bomb")}
 
@@ -76,15 +83,15 @@ def test_config_and_split_select_the_rows(hub_cache):
 def test_streaming_reads_only_the_first_limit_rows(hub_cache):
     streamed = load_images(hf_config(hub_cache, streaming=True, limit=3))
     assert shades(streamed) == [10, 20]
-    assert [s.reason for s in streamed.skipped] == ["not_an_image"]  # row 3 was never read
+    assert [r for _, r in skips(streamed)] == ["not_an_image"]  # row 3 was never read
     assert shades(load_images(hf_config(hub_cache, streaming=True, limit=1))) == [10]
 
 
 def test_streaming_and_loading_give_the_same_records(hub_cache):
     loaded = load_images(hf_config(hub_cache))
     streamed = load_images(hf_config(hub_cache, streaming=True, limit=10))
-    assert [(r.image_id, r.sha256) for r in loaded.records] == \
-        [(r.image_id, r.sha256) for r in streamed.records]
+    assert [(r.image_id, r.sha256) for _, r in decode_or_skip(loaded.records)[0]] == \
+        [(r.image_id, r.sha256) for _, r in decode_or_skip(streamed.records)[0]]
 
 
 def test_limit_without_streaming(hub_cache):
@@ -103,8 +110,8 @@ def test_datasets_never_decodes_an_image(hub_cache, monkeypatch):
 def test_the_configured_image_limits_apply(hub_cache):
     small_files = hf_config(hub_cache).model_copy(update={"max_file_bytes": 1024})
     assert len(bomb()) > 1024
-    assert [s.reason for s in load_images(small_files).skipped] == ["not_an_image",
-                                                                    "too_large_file"]
+    assert [r for _, r in skips(load_images(small_files))] == ["not_an_image",
+                                                                "too_large_file"]
 
 
 def test_a_dataset_not_in_the_cache_names_the_key_and_the_cache(hub_cache):

@@ -68,6 +68,16 @@ def test_truncated_file_is_rejected_as_truncated(fmt):
     assert reason_for(data[: len(data) // 2]) == "truncated"
 
 
+@pytest.mark.parametrize("fmt", ["PNG", "JPEG"])
+def test_truncated_file_is_rejected_even_when_pillow_is_told_to_load_truncated_images(
+        fmt, monkeypatch):
+    # What importing lmms-eval does to the whole process.
+    monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
+    data = encode(Image.effect_noise((64, 64), 80).convert("RGB"), fmt)
+    assert reason_for(data[: len(data) // 2]) == "truncated"
+    assert ImageFile.LOAD_TRUNCATED_IMAGES is True  # the flag is left as it was found
+
+
 def test_text_file_is_not_an_image(tmp_path):
     path = tmp_path / "notes.png"
     path.write_text("these are not pixels\n")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import io
+from collections import Counter
 from pathlib import Path
 
 import pyarrow as pa
@@ -14,6 +15,8 @@ from ireasoner.data.sources import (
     DataSourceError,
     ImageSet,
     NoUsableImages,
+    SkippedImage,
+    decode_or_skip,
     images_for_iteration,
     load_images,
 )
@@ -48,16 +51,27 @@ def write_parquet(path: Path, columns: dict[str, list]) -> Path:
 
 def test_directory_is_read_recursively_in_sorted_order(image_dir):
     image_set = load_images(directory_config(image_dir))
-    assert [r.image_id for r in image_set.records] == ["a.png", "b.png", "sub/c.JPG"]
-    assert image_set.records[0].image.getpixel((0, 0)) == (200, 0, 0)
-    assert all(r.sha256 == image_sha256(r.image) for r in image_set.records)
+    assert [r.image_id for r in image_set.records] == [
+        "a.png", "b.png", "empty.png", "sub/c.JPG", "sub/cut.png"]
+    usable = [r for _, r in decode_or_skip(image_set.records)[0]]
+    assert [r.image_id for r in usable] == ["a.png", "b.png", "sub/c.JPG"]
+    assert usable[0].image.getpixel((0, 0)) == (200, 0, 0)
+    assert all(r.sha256 == image_sha256(r.image) for r in usable)
     assert all(r.facts is None for r in image_set.records)
+
+
+def all_skips(image_set: ImageSet) -> list[SkippedImage]:
+    """What the listing refused, then what decoding every record refuses (as stages do)."""
+    return image_set.skipped + decode_or_skip(image_set.records)[1]
 
 
 def test_directory_skips_are_recorded_with_reasons(image_dir):
     image_set = load_images(directory_config(image_dir))
-    assert image_set.skip_counts() == {"empty_file": 1, "not_an_image": 1, "truncated": 1}
-    assert {s.source_ref for s in image_set.skipped} == {"notes.txt", "empty.png", "sub/cut.png"}
+    assert [s.source_ref for s in image_set.skipped] == ["notes.txt"]  # listing: no decoding
+    skips = all_skips(image_set)
+    assert Counter(s.reason for s in skips) == {"empty_file": 1, "not_an_image": 1,
+                                                "truncated": 1}
+    assert {s.source_ref for s in skips} == {"notes.txt", "empty.png", "sub/cut.png"}
 
 
 def test_shuffle_is_a_seeded_permutation(image_dir):
@@ -66,7 +80,7 @@ def test_shuffle_is_a_seeded_permutation(image_dir):
         return [r.image_id for r in load_images(cfg).records]
 
     assert order(3) == order(3)
-    assert sorted(order(3)) == ["a.png", "b.png", "sub/c.JPG"]
+    assert sorted(order(3)) == ["a.png", "b.png", "empty.png", "sub/c.JPG", "sub/cut.png"]
     assert len({tuple(order(seed)) for seed in range(8)}) > 1
 
 
@@ -95,9 +109,11 @@ def test_parquet_bytes_column_with_own_ids(tmp_path):
         "image_id": ["first", "second", "third", "fourth", "first"],
     })
     image_set = load_images(DataConfig(source="parquet", path=str(path), shuffle=False))
-    assert [r.image_id for r in image_set.records] == ["first", "fourth"]
-    assert [r.source_ref for r in image_set.records] == ["images.parquet#0", "images.parquet#3"]
-    assert image_set.skip_counts() == {"duplicate_id": 1, "missing_image": 1, "not_an_image": 1}
+    usable, skips = decode_or_skip(image_set.records)
+    assert [r.image_id for _, r in usable] == ["first", "fourth"]
+    assert [r.source_ref for _, r in usable] == ["images.parquet#0", "images.parquet#3"]
+    assert Counter(s.reason for s in image_set.skipped + skips) == {
+        "duplicate_id": 1, "missing_image": 1, "not_an_image": 1}
 
 
 def test_parquet_hf_style_struct_column_in_a_directory_of_files(tmp_path):

@@ -15,11 +15,11 @@ from __future__ import annotations
 from collections import Counter
 
 from ireasoner.answers import normalise_answer
-from ireasoner.data.sources import images_for_iteration
 from ireasoner.engines import GenerationRequest, SamplingSpec
 from ireasoner.pipeline.context import RunContext
+from ireasoner.pipeline.propose import decodable_images, write_image_skips
 from ireasoner.pipeline.propose import propose as propose_questions
-from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS, SKIPS, sampled_columns
+from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS, sampled_columns
 from ireasoner.seeding import derive_seed
 from ireasoner.trainers.ivr_r1.labels import load_labels
 from ireasoner.trainers.ivr_r1.prompts import critic_text, rectifier_text
@@ -38,10 +38,9 @@ def propose(ctx: RunContext, iteration: int) -> dict:
     if cfg.ivr.labels == "pseudo":
         return propose_questions(ctx, iteration)
     labels = load_labels(cfg.data, cfg.ivr)
-    records = images_for_iteration(ctx.image_set, iteration, cfg.schedule.images_per_iteration,
-                                   cfg.trainer.seed)
+    records, bad = decodable_images(ctx, iteration)
     rows, skips = [], []
-    for k, record in enumerate(records):
+    for k, record in records:
         label = labels.get(record.image_id)
         rows.append(dict(
             iteration=iteration, image_index=k, image_id=record.image_id,
@@ -52,9 +51,9 @@ def propose(ctx: RunContext, iteration: int) -> dict:
             skips.append(dict(iteration=iteration, stage="propose", ref=record.source_ref,
                               reason="no_label", detail=f"no question/answer for {record.image_id}"))
     ctx.store.write_table(QUESTIONS.name, iteration, QUESTIONS.build_sparse(rows))
-    if skips:
-        ctx.store.write_table(SKIPS.name, iteration, SKIPS.build(skips))
-    return {"questions_dataset": len(rows) - len(skips), "questions_skipped": len(skips)}
+    write_image_skips(ctx, iteration, bad, skips)
+    return {"questions_dataset": len(rows) - len(skips), "questions_skipped": len(skips),
+            "images_skipped": len(bad)}
 
 
 def score(ctx: RunContext, iteration: int) -> dict:
