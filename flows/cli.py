@@ -19,6 +19,8 @@ class OverwriteNotConfirmed(RuntimeError):
     """--overwrite at a URL without --yes (or a 'yes' typed in a terminal)."""
 
 
+LOOPBACK_SETTINGS = ("PREFECT_SERVER_API_HOST", "PREFECT_RUNNER_SERVER_HOST")
+
 EXPECTED_ERRORS = (ConfigError, ResumeRefused, RunLocked, FileExistsError, FileNotFoundError,
                    NotInRun, UnsupportedURL, OverwriteNotConfirmed)
 
@@ -27,6 +29,11 @@ def main(argv: list[str] | None = None) -> int:
     # Prefect otherwise tries to send telemetry, which fails (and logs) on offline machines.
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # Servers this process may start listen on loopback unless the environment says otherwise:
+    # `prefect server start`'s API and the webserver of `ireasoner serve`'s runner. (Prefect's
+    # ephemeral API, which `ireasoner train` starts, always binds 127.0.0.1.)
+    for setting in LOOPBACK_SETTINGS:
+        os.environ.setdefault(setting, "127.0.0.1")
     parser = _parser()
     args = parser.parse_args(argv)
     try:

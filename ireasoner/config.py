@@ -63,6 +63,9 @@ class ModelConfig(Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     attn_implementation: Literal["auto", "eager", "sdpa", "flash_attention_2"] = "auto"
     gradient_checkpointing: bool = False
+    # Run Python code shipped with a checkpoint (transformers' trust_remote_code): off, as a
+    # downloaded model must not execute code here unless asked. Qwen2.5-VL never needs it.
+    trust_remote_code: bool = False
     # Image pixel budget handed to the processor (Qwen2.5-VL resizes to fit it).
     min_pixels: int = Field(3136, ge=784)
     max_pixels: int = Field(1003520, ge=784)

@@ -235,7 +235,10 @@ def _directory(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
     if not root.is_dir():
         raise DataSourceError(f"data.path {root} is not a directory")
     base = str(root)
-    for relative in sorted(_files_under(root)):
+    for relative, escape in sorted(_files_under(root)):
+        if escape:
+            yield SkippedImage(relative, "outside_root", escape)
+            continue
         suffix = os.path.splitext(relative)[1]  # str paths: pathlib costs seconds per 100,000
         if suffix.lower() in IMAGE_EXTENSIONS:
             yield _Candidate(relative, relative, f"{base}/{relative}")
@@ -244,19 +247,34 @@ def _directory(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
                                f"extension {suffix or '(none)'!r} is not an image type")
 
 
-def _files_under(root: Path) -> Iterator[str]:
-    """Relative POSIX paths of the files under root, from directory entries alone (no stat
-    per file: 100,000 images list in well under a second)."""
+def _files_under(root: Path) -> Iterator[tuple[str, str]]:
+    """(relative POSIX path, "") of the files under root, from directory entries alone (no
+    stat per file: 100,000 images list in about a second); a symbolic link is followed only
+    to a file inside root, else it comes with why it is refused (a link must not make the
+    source read what its root does not hold)."""
+    real_root = os.path.realpath(root)
     pending = [""]
     while pending:
         folder = pending.pop()
         with os.scandir(os.path.join(root, folder)) as entries:
             for entry in entries:
                 relative = f"{folder}/{entry.name}" if folder else entry.name
-                if entry.is_dir(follow_symlinks=False):
+                if entry.is_symlink():
+                    target = os.path.realpath(entry.path)
+                    if not _inside(target, real_root):
+                        yield relative, f"a symbolic link to {target}, outside data.path"
+                    elif os.path.isdir(target):
+                        yield relative, "a symbolic link to a directory (not followed)"
+                    elif os.path.isfile(target):
+                        yield relative, ""
+                elif entry.is_dir(follow_symlinks=False):
                     pending.append(relative)
-                elif entry.is_file():
-                    yield relative
+                elif entry.is_file(follow_symlinks=False):
+                    yield relative, ""
+
+
+def _inside(path: str, root: str) -> bool:
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 def _parquet(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
@@ -270,7 +288,8 @@ def _parquet(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
         prefix = file.name if file == root else file.relative_to(root).as_posix()
         start = 0
         for batch in parquet.iter_batches(batch_size=_BATCH_ROWS, columns=columns):
-            yield from _rows(batch, cfg.image_column, prefix, start, file.parent)
+            yield from _rows(batch, cfg.image_column, prefix, start, file.parent,
+                             (root if root.is_dir() else root.parent,))
             start += batch.num_rows
 
 
@@ -302,8 +321,19 @@ def _hf(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
     start = 0
     for batch in split.batches(columns, _BATCH_ROWS):
         # A cell without bytes names a file: absolute in the local cache, or local to the data.
-        yield from _rows(batch, cfg.image_column, split.prefix, start, Path(str(cfg.hf.name)))
+        yield from _rows(batch, cfg.image_column, split.prefix, start, Path(str(cfg.hf.name)),
+                         _hf_roots(cfg))
         start += batch.num_rows
+
+
+def _hf_roots(cfg: DataConfig) -> tuple[Path, ...]:
+    """Where an HF dataset's path cells may point: the local dataset, the datasets cache and
+    the Hub's file cache (downloaded data files)."""
+    import datasets
+    import huggingface_hub.constants
+
+    cache = cfg.hf.cache_dir or datasets.config.HF_DATASETS_CACHE
+    return (Path(str(cfg.hf.name)), Path(cache), Path(huggingface_hub.constants.HF_HUB_CACHE))
 
 
 def _one_split(splits: Any, root: Path) -> tuple[str, Any]:
@@ -337,12 +367,17 @@ def _columns_to_read(schema: pa.Schema, image_column: str, where: str) -> list[s
 
 
 def _rows(batch: pa.RecordBatch | pa.Table, image_column: str, prefix: str, start: int,
-          base_dir: Path) -> Iterator[_Candidate | SkippedImage]:
+          base_dir: Path, roots: tuple[Path, ...] = ()) -> Iterator[_Candidate | SkippedImage]:
+    """`roots`: where path cells may point (default: base_dir)."""
     images = batch.column(image_column)
     ids = batch.column(ID_COLUMN) if ID_COLUMN in batch.schema.names else None
     for offset in range(batch.num_rows):
         ref = f"{prefix}#{start + offset}"
-        data = _cell_payload(images[offset].as_py(), base_dir)
+        try:
+            data = _cell_payload(images[offset].as_py(), base_dir, roots or (base_dir,))
+        except PathEscapes as err:
+            yield SkippedImage(ref, "outside_root", str(err))
+            continue
         if data is None:
             yield SkippedImage(ref, "missing_image", "the image cell holds neither bytes nor path")
             continue
@@ -350,10 +385,23 @@ def _rows(batch: pa.RecordBatch | pa.Table, image_column: str, prefix: str, star
         yield _Candidate(ref if own_id is None else str(own_id), ref, data)
 
 
-def _cell_payload(cell: bytes | dict[str, Any] | None, base_dir: Path) -> bytes | Path | None:
-    """A bytes cell, or HF's {"bytes", "path"} struct (a path is relative to the data)."""
+class PathEscapes(ValueError):
+    """A path cell that names a file outside the roots its source may read."""
+
+
+def _cell_payload(cell: bytes | dict[str, Any] | None, base_dir: Path,
+                  roots: tuple[Path, ...]) -> bytes | Path | None:
+    """A bytes cell, or HF's {"bytes", "path"} struct: a path is relative to the data and must
+    resolve (symbolic links and `..` included) inside one of `roots`."""
     if isinstance(cell, dict):
         if cell.get("bytes") is not None:
             return cell["bytes"]
-        return base_dir / cell["path"] if cell.get("path") else None
+        if not cell.get("path"):
+            return None
+        path = base_dir / cell["path"]
+        real = os.path.realpath(path)
+        if not any(_inside(real, os.path.realpath(root)) for root in roots):
+            raise PathEscapes(f"path {cell['path']!r} resolves to {real}, outside "
+                              f"{', '.join(str(r) for r in roots)}")
+        return path
     return cell

@@ -160,6 +160,7 @@ def engine_args(
     on_cpu = not torch.cuda.is_available()
     return {
         "model": model_path,
+        "trust_remote_code": False,  # the rollout engine serves Qwen2.5-VL, built into vLLM
         "dtype": "float32" if on_cpu else dtype,
         "seed": seed,
         "load_format": load_format,

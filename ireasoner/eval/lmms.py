@@ -51,7 +51,9 @@ def model_spec(backend: Backend, model_path: str, device: str, max_new_tokens: i
         raise ValueError(f"lmms-eval cannot take a model path containing ',': {model_path}")
     if backend == "vllm":
         # lmms-eval's vllm class decodes max(task's, its own) tokens: set its own to the budget.
-        args = {"model": model_path, "max_new_tokens": str(max_new_tokens)}
+        # lmms-eval's vllm class trusts a checkpoint's own code unless told not to.
+        args = {"model": model_path, "max_new_tokens": str(max_new_tokens),
+                "trust_remote_code": "False"}
         name = "vllm"
     else:
         # device_map must be explicit: lmms-eval's default ("auto") moves inputs to cuda.

@@ -29,11 +29,13 @@ def resolve_path(cfg: ModelConfig) -> str:
     return cfg.name_or_path
 
 
-def load_processor(path: str, min_pixels: int, max_pixels: int) -> ProcessorMixin:
+def load_processor(path: str, min_pixels: int, max_pixels: int,
+                   trust_remote_code: bool = False) -> ProcessorMixin:
     # The pixel budget decides how many image tokens a prompt carries, so it must be the same
     # for generation and for log-probs: it is set once here.
     return AutoProcessor.from_pretrained(
-        path, size={"shortest_edge": min_pixels, "longest_edge": max_pixels}
+        path, size={"shortest_edge": min_pixels, "longest_edge": max_pixels},
+        trust_remote_code=trust_remote_code,
     )
 
 
@@ -44,11 +46,11 @@ def load_backbone(cfg: ModelConfig) -> Backbone:
     path = resolve_path(cfg)
     attn = None if cfg.attn_implementation == "auto" else cfg.attn_implementation
     model = AutoModelForImageTextToText.from_pretrained(
-        path, dtype=dtype, attn_implementation=attn
+        path, dtype=dtype, attn_implementation=attn, trust_remote_code=cfg.trust_remote_code
     ).to(device)
     model.requires_grad_(False)
     model.eval()
     if cfg.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    processor = load_processor(path, cfg.min_pixels, cfg.max_pixels)
+    processor = load_processor(path, cfg.min_pixels, cfg.max_pixels, cfg.trust_remote_code)
     return Backbone(model=model, processor=processor, device=device, dtype=dtype, path=path)

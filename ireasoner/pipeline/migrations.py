@@ -31,7 +31,10 @@ from storage.layout import HOLDS_KEY, TableFolder
 log = logging.getLogger(__name__)
 
 # dotted key -> the value an older run had in effect before the key existed.
-LEGACY_VALUES: dict[str, Any] = {}
+LEGACY_VALUES: dict[str, Any] = {
+    "model.trust_remote_code": False,  # transformers' default, which every load used
+    "data.image_cache_mb": 512,  # decoding never changed what is trained, only when
+}
 
 
 def upgrade_config(stored: dict[str, Any]) -> dict[str, Any]:

@@ -222,3 +222,35 @@ def test_bad_iteration_arguments_are_refused(five_images):
         images_for_iteration(five_images, -1, 1, seed=0)
     with pytest.raises(ValueError):
         images_for_iteration(five_images, 0, 0, seed=0)
+
+
+# ---- paths that escape the source's root ----------------------------------------------------
+def test_directory_follows_no_symbolic_link_out_of_its_root(tmp_path):
+    root, outside = tmp_path / "images", tmp_path / "private"
+    (root / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.png").write_bytes(png((1, 2, 3)))
+    (root / "a.png").write_bytes(png((9, 9, 9)))
+    (root / "link-out.png").symlink_to(outside / "secret.png")
+    (root / "sub" / "dir-out").symlink_to(outside)
+    (root / "link-in.png").symlink_to(root / "a.png")
+    image_set = load_images(directory_config(root))
+    assert [r.image_id for r in image_set.records] == ["a.png", "link-in.png"]
+    assert {(s.source_ref, s.reason) for s in image_set.skipped} == {
+        ("link-out.png", "outside_root"), ("sub/dir-out", "outside_root")}
+    assert "private" in next(s.detail for s in image_set.skipped if s.source_ref == "link-out.png")
+
+
+@pytest.mark.parametrize("path", ["../secret.png", "sub/../../secret.png", "ABSOLUTE"])
+def test_parquet_path_cells_outside_the_data_are_refused(tmp_path, path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "secret.png").write_bytes(png((1, 2, 3)))
+    (data / "ok.png").write_bytes(png((4, 5, 6)))
+    path = str(tmp_path / "secret.png") if path == "ABSOLUTE" else path
+    write_parquet(data / "rows.parquet", {"image": [{"bytes": None, "path": "ok.png"},
+                                                    {"bytes": None, "path": path}]})
+    image_set = load_images(DataConfig(source="parquet", path=str(data), shuffle=False))
+    assert [r.image_id for r in image_set.records] == ["rows.parquet#0"]
+    assert [(s.source_ref, s.reason) for s in image_set.skipped] == [
+        ("rows.parquet#1", "outside_root")]

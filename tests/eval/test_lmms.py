@@ -29,7 +29,8 @@ def test_metric_values_of_a_plain_task_carry_bare_metric_names():
 
 def test_model_spec_sets_greedy_budget_for_vllm_and_device_map_for_transformers():
     name, args = model_spec("vllm", "/m", "cuda", 77, pixel_budget=(1, 2))
-    assert name == "vllm" and args == "model=/m,max_new_tokens=77"
+    # lmms-eval's vllm class would trust the checkpoint's own code by default.
+    assert name == "vllm" and args == "model=/m,max_new_tokens=77,trust_remote_code=False"
     name, args = model_spec("transformers", "/m", "cpu", 77, pixel_budget=(1, 2),
                             extra={"attn_implementation": "sdpa"})
     assert name == "qwen2_5_vl"

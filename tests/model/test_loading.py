@@ -1,3 +1,7 @@
+import json
+import os
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -31,3 +35,39 @@ def test_auto_dtype_is_bf16_on_cuda_and_fp32_on_cpu():
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="dtype"):
         resolve_dtype("float8", torch.device("cpu"))
+
+
+def _checkpoint_with_its_own_code(source: Path, target: Path, marker: Path) -> Path:
+    """A copy of the tiny checkpoint of an unknown model type whose config names Python code
+    shipped beside it (auto_map); importing that code writes `marker`."""
+    target.mkdir()
+    for item in source.iterdir():
+        if item.is_file():
+            os.link(item, target / item.name)
+    config = json.loads((source / "config.json").read_text())
+    config.update(model_type="shipped_vl", auto_map={
+        "AutoConfig": "shipped.ShippedConfig",
+        "AutoModelForImageTextToText": "shipped.ShippedModel"})
+    (target / "config.json").unlink()
+    (target / "config.json").write_text(json.dumps(config))
+    (target / "shipped.py").write_text(
+        f"open({str(marker)!r}, 'w').write('ran')\n"
+        "from transformers import PretrainedConfig\n"
+        "class ShippedConfig(PretrainedConfig):\n    model_type = 'shipped_vl'\n"
+        "class ShippedModel:\n    pass\n")
+    return target
+
+
+def test_code_shipped_with_a_checkpoint_never_runs_unless_the_config_allows_it(
+        tiny_model_path, tiny_model_config, tmp_path):
+    marker = tmp_path / "code-ran"
+    path = _checkpoint_with_its_own_code(tiny_model_path, tmp_path / "ckpt", marker)
+    assert ModelConfig().trust_remote_code is False
+    cfg = tiny_model_config.model_copy(update={"name_or_path": str(path)})
+    with pytest.raises(ValueError, match="trust_remote_code"):
+        load_backbone(cfg)
+    assert not marker.exists()
+    allowed = cfg.model_copy(update={"trust_remote_code": True})
+    with pytest.raises(Exception):  # noqa: B017 - the shipped classes are dummies; what matters:
+        load_backbone(allowed)
+    assert marker.read_text() == "ran"  # ... the key is what lets the code run

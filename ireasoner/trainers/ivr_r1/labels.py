@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import pyarrow.parquet as pq
 
@@ -61,9 +61,13 @@ def _manifest_labels(root: Path, ivr: IVRConfig) -> dict[str, Label]:
         missing = [c for c in wanted if c not in row]
         if missing:
             raise DataSourceError(f"{manifest} row {number}: no {missing}; each row needs {wanted}")
+        image = str(row[MANIFEST_IMAGE])
+        if PurePosixPath(image).is_absolute() or ".." in PurePosixPath(image).parts:
+            raise DataSourceError(f"{manifest} row {number}: image {image!r} is not a path "
+                                  "inside the directory (absolute or with '..')")
         question, answer = row[ivr.question_column], row[ivr.answer_column]
         if question is not None and answer is not None:
-            labels[str(row[MANIFEST_IMAGE])] = Label(str(question), str(answer))
+            labels[image] = Label(str(question), str(answer))
     return labels
 
 

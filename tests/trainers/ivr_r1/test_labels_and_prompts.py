@@ -63,6 +63,16 @@ def test_a_directory_without_a_manifest_or_with_a_bad_row_is_a_clear_error(tmp_p
         load_labels(DataConfig(source="directory", path=str(tmp_path), seed=1), IVRConfig())
 
 
+@pytest.mark.parametrize("image", ["../outside.png", "sub/../../outside.png", "/etc/passwd"])
+def test_a_manifest_row_naming_a_path_outside_the_directory_is_refused(tmp_path, image):
+    (tmp_path / "a.png").write_bytes(_png())
+    rows = [{"image": "a.png", "question": "q", "answer": "1"},
+            {"image": image, "question": "q", "answer": "2"}]
+    (tmp_path / "manifest.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    with pytest.raises(DataSourceError, match="row 2: image .* is not a path inside"):
+        load_labels(DataConfig(source="directory", path=str(tmp_path)), IVRConfig())
+
+
 def test_synthetic_images_are_labelled_with_their_first_question():
     labels = load_labels(DataConfig(synthetic_count=3), IVRConfig())
     assert len(labels) == 3 and all(label.answer for label in labels.values())
