@@ -25,7 +25,7 @@ from ireasoner.pipeline.run import open_run
 from ireasoner.pipeline.runner import run_stage
 from ireasoner.pipeline.trainer import StageFn, TrainerSpec
 from ireasoner.trainers.registry import trainer_spec
-from storage import RunStore, compact_run
+from storage import RunStore, TransientStorageError, compact_run
 
 # The context holds models in memory: tasks run in the flow's process and take it as an
 # argument, so their inputs are neither hashed for caching nor persisted. Each task pulls the
@@ -34,19 +34,37 @@ from storage import RunStore, compact_run
 _TASK = dict(cache_policy=NO_CACHE, persist_result=False)
 
 
-@task(name="stage", **_TASK)
+def transient_only(task, task_run, state) -> bool:
+    """Prefect's retry condition: retry a task only when syncing with the run's remote failed
+    in a way that may pass (storage.transient: an object store's 5xx, a timeout, a dropped
+    connection); any other failure, a stage's own included, fails the flow at once."""
+    try:
+        state.result()
+    except TransientStorageError:
+        return True
+    except BaseException:  # noqa: BLE001 - any other failure: no retry (Prefect records it)
+        return False
+    return False
+
+
+# Idempotent tasks: a sync only copies files and a stage already marked done is skipped, so a
+# retried task finishes what the failed attempt started, never does it twice.
+_RETRIED = dict(retries=3, retry_delay_seconds=[2, 10, 30], retry_condition_fn=transient_only)
+
+
+@task(name="stage", **_TASK, **_RETRIED)
 def stage_task(ctx: RunContext, iteration: int, stage: str, fn: StageFn) -> dict:
     with ctx.store.synced():
         return run_stage(ctx, iteration, stage, fn)
 
 
-@task(name="evaluate", **_TASK)
+@task(name="evaluate", **_TASK, **_RETRIED)
 def evaluate_task(ctx: RunContext, iteration: int) -> dict:
     with ctx.store.synced():
         return run_stage(ctx, iteration, "evaluate", evaluate)
 
 
-@task(name="publish", **_TASK)
+@task(name="publish", **_TASK, **_RETRIED)
 def publish_task(store: RunStore, trainer: TrainerSpec, iteration: int) -> None:
     store.pull()
     key = f"iteration-{iteration:06d}"
@@ -59,7 +77,7 @@ def publish_task(store: RunStore, trainer: TrainerSpec, iteration: int) -> None:
                              description=f"Summary of iteration {iteration}")
 
 
-@task(name="compact", **_TASK)
+@task(name="compact", **_TASK, **_RETRIED)
 def compact_task(store: RunStore, every: int) -> int:
     with store.synced():
         return len(compact_run(store, every))

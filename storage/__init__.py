@@ -8,6 +8,7 @@ from storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, at
 from storage.compaction import compact_run
 from storage.lock import RunLocked, run_lock
 from storage.run import COMPLETE_MARKER, NotARun, ResumeRefused, RunStore
+from storage.transient import TransientStorageError, is_transient
 
 __all__ = [
     "COMPLETE_MARKER",
@@ -15,10 +16,12 @@ __all__ = [
     "ResumeRefused",
     "RunLocked",
     "RunStore",
+    "TransientStorageError",
     "atomic_dir",
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_parquet",
     "compact_run",
+    "is_transient",
     "run_lock",
 ]

@@ -37,6 +37,7 @@ from storage.layout import TableFolder, is_table_file, iteration_file
 from storage.lease import RunLease
 from storage.lock import run_lock
 from storage.remote import Mirror, default_mirror, is_url
+from storage.transient import TransientStorageError, is_transient
 
 COMPLETE_MARKER = "COMPLETE"
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -78,7 +79,8 @@ class RunStore:
         """Bring the mirror up to date (a no-op for a local run); readers that need no policy
         state skip the checkpoints, the run's largest files."""
         if self.remote is not None:
-            self.remote.pull(skip=() if checkpoints else ("checkpoints/",))
+            with _transient_marked("pulling", self.location):
+                self.remote.pull(skip=() if checkpoints else ("checkpoints/",))
         return self
 
     def push(self) -> None:
@@ -86,7 +88,8 @@ class RunStore:
         if self.remote is not None:
             if self._lease is not None:
                 self._lease.check()
-            self.remote.push()
+            with _transient_marked("pushing", self.location):
+                self.remote.push()
 
     @contextlib.contextmanager
     def synced(self) -> Iterator[RunStore]:
@@ -301,6 +304,18 @@ def _is_marker(rel: str) -> bool:
     """Files that vouch for others (storage.remote uploads them last): stage markers and
     checkpoints' COMPLETE."""
     return rel.startswith("stages/") or rel.rsplit("/", 1)[-1] == COMPLETE_MARKER
+
+
+@contextlib.contextmanager
+def _transient_marked(doing: str, location: str) -> Iterator[None]:
+    """Re-raise a sync failure that may pass as TransientStorageError (what a task retries)."""
+    try:
+        yield
+    except Exception as err:
+        if isinstance(err, TransientStorageError) or not is_transient(err):
+            raise
+        raise TransientStorageError(f"{doing} {location} failed, possibly for a moment: "
+                                    f"{type(err).__name__}: {err}") from err
 
 
 def _aside_path(root: Path) -> Path:

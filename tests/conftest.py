@@ -137,6 +137,41 @@ def s3_bucket() -> Iterator[str]:
     server.stop()
 
 
+class S3Faults:
+    """Faults injected into a real S3 filesystem's calls (the call itself runs after them)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch):
+        self.monkeypatch = monkeypatch
+
+    @staticmethod
+    def error(code: str, status: int) -> OSError:
+        """What s3fs raises for an S3 error answer (its own translation of botocore's)."""
+        from botocore.exceptions import ClientError
+        from s3fs.errors import translate_boto_error
+
+        return translate_boto_error(ClientError(
+            {"Error": {"Code": code, "Message": f"injected {code}"},
+             "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject"))
+
+    def fail_first(self, fs, method: str, error: BaseException, times: int = 1) -> list:
+        """`fs.<method>` raises `error` on its first `times` calls; returns the calls made."""
+        real, calls = getattr(fs, method), []
+
+        def flaky(*args, **kwargs):
+            calls.append(args)
+            if len(calls) <= times:
+                raise error
+            return real(*args, **kwargs)
+
+        self.monkeypatch.setattr(fs, method, flaky)
+        return calls
+
+
+@pytest.fixture
+def s3_faults(monkeypatch) -> S3Faults:
+    return S3Faults(monkeypatch)
+
+
 class TrainingCLI:
     """`ireasoner train` in a subprocess with its own process group, so that a test can kill -9
     all of it (the trainer and its embedded Prefect server), as a crash would."""

@@ -7,7 +7,7 @@ import fsspec
 import pyarrow as pa
 import pytest
 
-from storage import RunLocked, RunStore
+from storage import RunLocked, RunStore, TransientStorageError, is_transient
 from storage.atomic import atomic_dir
 from storage.lease import RunLease
 
@@ -66,3 +66,42 @@ def test_taking_over_an_expired_lease_is_conditional_on_what_was_read(url, tmp_p
     with pytest.raises(RunLocked, match=r"in use by another training"):
         first.acquire()
     assert json.loads(fs.cat_file(path))["holder"] == second.record["holder"]
+
+
+# ---- transient faults: a sync that fails for a moment is marked retryable, nothing else -----
+@pytest.mark.parametrize("error", [("ServiceUnavailable", 503), ("SlowDown", 503),
+                                   ("InternalError", 500), "timeout"])
+def test_a_transient_s3_fault_in_a_push_is_marked_retryable_and_a_retry_completes_it(
+        url, tmp_path, s3_faults, error):
+    error = TimeoutError("read timed out") if error == "timeout" else s3_faults.error(*error)
+    a, b = RunStore(url, mirror=tmp_path / "a"), RunStore(url, mirror=tmp_path / "b")
+    a.open(MANIFEST, resume=False)
+    a.push()
+    a.write_table("skips", 1, pa.Table.from_pylist([dict(iteration=1, reason="x")]))
+    a.mark_done(1, "propose", {})
+    s3_faults.fail_first(a.remote.fs, "put_file", error)
+    with pytest.raises(TransientStorageError, match="pushing s3://.* failed, possibly"):
+        a.push()
+    a.pull()  # what a retried task does: pull, skip the stage marked done, push
+    a.push()
+    b.pull()
+    assert b.stage_done(1, "propose") and b.read_table("skips", 1).num_rows == 1
+
+
+def test_a_transient_fault_in_a_pull_is_retryable_and_a_denied_request_is_not(
+        url, tmp_path, s3_faults):
+    a = RunStore(url, mirror=tmp_path / "a")
+    a.open(MANIFEST, resume=False)
+    a.push()
+    b = RunStore(url, mirror=tmp_path / "b")
+    s3_faults.fail_first(b.remote.fs, "get_file", s3_faults.error("ServiceUnavailable", 503))
+    with pytest.raises(TransientStorageError):
+        b.pull()
+    assert b.pull().exists()
+    denied = s3_faults.error("AccessDenied", 403)
+    s3_faults.fail_first(a.remote.fs, "put_file", denied)
+    a.write_table("skips", 1, pa.Table.from_pylist([dict(iteration=1, reason="x")]))
+    with pytest.raises(PermissionError) as caught:
+        a.push()
+    assert not isinstance(caught.value, TransientStorageError)
+    assert not is_transient(denied) and is_transient(s3_faults.error("SlowDown", 503))
