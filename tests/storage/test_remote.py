@@ -11,7 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
-from storage import NotARun, RunLocked, RunStore
+from storage import NotARun, RunLocked, RunStore, TransientStorageError
 from storage.atomic import atomic_dir
 from storage.lease import RunLease
 from storage.remote import Mirror
@@ -84,7 +84,7 @@ def test_markers_are_uploaded_last_and_a_crash_before_them_leaves_the_stage_undo
         return upload(self, rel, *args)
 
     monkeypatch.setattr(Mirror, "_upload", crash_at_the_marker)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(TransientStorageError, match="the worker died"):  # a retryable failure
         _write_stage(a, 1)
     assert "skips/000001.parquet" in uploaded  # the artifact went first
     b.pull()
@@ -120,7 +120,7 @@ def test_a_checkpoint_rewritten_in_place_is_never_complete_with_mixed_files(work
         raise ConnectionError("the worker died")
 
     monkeypatch.setattr(Mirror, "_upload", crash_after_one_file)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(TransientStorageError, match="the worker died"):  # a retryable failure
         a.push()
     b.pull()
     assert b.checkpoints() == []  # COMPLETE was withdrawn before anything was replaced
