@@ -113,7 +113,10 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
                     stage_task.with_options(name=stage)(ctx, iteration, stage, fn)
                 if _evaluation_due(cfg, iteration):
                     evaluate_task(ctx, iteration)
-                publish_task(store, trainer, iteration, _checkpoint_kept(cfg, iteration))
+                # A checkpoint this run does not evaluate itself is left to the evaluate
+                # deployment, through the event: never both, so nothing is evaluated twice.
+                publish_task(store, trainer, iteration, _checkpoint_kept(cfg, iteration)
+                             and not _evaluation_due(cfg, iteration))
                 if cfg.storage.compact_every and iteration % cfg.storage.compact_every == 0:
                     compact_task(store, cfg.storage.compact_every)
                 update_progress_artifact(progress, progress=100.0 * iteration / total)

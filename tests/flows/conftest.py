@@ -91,3 +91,15 @@ def _tracking(start, children):
         children.append(child)
         return child
     return tracked
+
+
+@pytest.fixture(scope="module")
+def work_pool(prefect_server):
+    """The project's deployments on a process pool, and a worker polling all of its queues."""
+    prefect = str(prefect_server.bin / "prefect")
+    created = prefect_server.run(prefect, "work-pool", "create", "ireasoner", "--type", "process")
+    assert created.returncode == 0, created.stdout + created.stderr
+    deployed = prefect_server.run(prefect, "--no-prompt", "deploy", "--all")
+    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+    prefect_server.start(prefect, "worker", "start", "--pool", "ireasoner", "--limit", "4")
+    return prefect_server

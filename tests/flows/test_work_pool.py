@@ -9,6 +9,7 @@ import json
 import time
 from pathlib import Path
 
+import polars as pl
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -22,18 +23,6 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from storage import RunStore
 
 pytestmark = [pytest.mark.slow, pytest.mark.server]
-
-
-@pytest.fixture(scope="module")
-def work_pool(prefect_server):
-    """The project's deployments on a process pool, and a worker polling all of its queues."""
-    prefect = str(prefect_server.bin / "prefect")
-    created = prefect_server.run(prefect, "work-pool", "create", "ireasoner", "--type", "process")
-    assert created.returncode == 0, created.stdout + created.stderr
-    deployed = prefect_server.run(prefect, "--no-prompt", "deploy", "--all")
-    assert deployed.returncode == 0, deployed.stdout + deployed.stderr
-    prefect_server.start(prefect, "worker", "start", "--pool", "ireasoner", "--limit", "4")
-    return prefect_server
 
 
 def _run(server, deployment: str, params: dict) -> str:
@@ -109,3 +98,27 @@ def test_a_published_checkpoint_triggers_its_evaluation(work_pool, tmp_path, tin
     assert evaluation.state.is_completed(), evaluation.state
     assert evaluation.parameters["checkpoint"] == "iter-000002"
     assert (run_dir / "eval" / "iter-000002" / "results.parquet").is_file()
+
+
+def test_a_sweep_trains_one_run_per_overlay_and_tabulates_them(work_pool, tmp_path,
+                                                              tiny_model_path, tiny_run):
+    (tmp_path / "full.yaml").write_text("{}\n")
+    (tmp_path / "answer_only.yaml").write_text("rewards:\n  lambda_mode: answer_only\n")
+    command = [str(work_pool.bin / "python"), "-m", "flows.cli", "sweep", "--config", "configs/smoke.yaml",
+               "--overlays", str(tmp_path / "full.yaml"), str(tmp_path / "answer_only.yaml"),
+               "--runs-root", str(tmp_path / "sweep")]
+    for override in [*tiny_run, "schedule.iterations=2", "evaluation.every=2"]:
+        command += ["--set", override]
+    done = work_pool.run(*command)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    table = pl.read_parquet(tmp_path / "sweep" / "ablation.parquet")
+    assert table["run"].to_list() == ["base model", "full", "answer_only"]
+    assert table["checkpoint"].to_list() == ["base", "iter-000002", "iter-000002"]
+    assert table["ireasoner_synth"].is_not_null().all()
+    for name in ("full", "answer_only"):
+        assert RunStore(tmp_path / "sweep" / name).completed_iterations() == 2
+    before = len(_flow_runs(work_pool, "ireasoner/train"))
+    again = work_pool.run(*command)  # finished runs are skipped, the table is written again
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert len(_flow_runs(work_pool, "ireasoner/train")) == before
+    assert "| answer_only |" in (tmp_path / "sweep" / "ablation.md").read_text()
