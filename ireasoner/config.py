@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ireasoner.rewards.config import RewardConfig
 
@@ -115,6 +123,9 @@ class ProposerConfig(Section):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     update_every: int = Field(5, ge=1)
+    # update_iteration: each update trains on that iteration's questions only (published);
+    # since_last_update: on every question asked since the previous update.
+    train_on: Literal["update_iteration", "since_last_update"] = "update_iteration"
     # What to do with a proposal that has no <question>: skip the image, or ask this instead.
     on_unparsable: Literal["skip", "fallback_question"] = "fallback_question"
     fallback_question: str = "What is the largest value shown in the image?"
@@ -135,7 +146,13 @@ class SolverConfig(Section):
 
 
 class OptimizationConfig(Section):
-    lr: float = Field(1e-6, gt=0, le=1)
+    # lr = 0 is a valid control run: the same passes, the adapters never move.
+    lr: float = Field(1e-6, ge=0, le=1)
+    # per_rollout: one AdamW step per rollout, β and b after each (the published update, spec
+    # §4); batched: one step per iteration on the mean loss (fewer passes, ~N x fewer steps).
+    update: Literal["per_rollout", "batched"] = "per_rollout"
+    # log π(y) of the loss as the token mean (published) or the token sum (Eq. 7 literally).
+    token_reduction: Literal["mean", "sum"] = "mean"
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(5, ge=1)
@@ -305,12 +322,24 @@ class Config(Section):
     ivr: IVRConfig = IVRConfig()
 
     @model_validator(mode="after")
-    def _cross_section(self) -> Config:
+    def _cross_section(self, info: ValidationInfo) -> Config:
         if self.rollout.max_lora_rank < self.lora.rank:
             raise ValueError(
                 f"rollout.max_lora_rank ({self.rollout.max_lora_rank}) must be >= lora.rank "
                 f"({self.lora.rank}): vLLM could not load the adapter"
             )
+        # A stored run trains on as it was configured (a v1 run's absolute λ counts may
+        # outlast a short schedule); a new config must let λ reach λ_max.
+        stored = bool((info.context or {}).get("stored"))
+        rewards, iterations = self.rewards, self.schedule.iterations
+        if not stored and rewards.lambda_mode == "schedule" and rewards.lambda_max > 0:
+            warm, ramp = rewards.lambda_span(iterations)
+            if warm + ramp > iterations:
+                raise ValueError(
+                    f"λ never reaches rewards.lambda_max within schedule.iterations "
+                    f"({iterations}): rewards.warmup_iterations/ramp_iterations (or "
+                    f"rewards.warmup_fraction/ramp_fraction) give T_warm {warm} + T_ramp "
+                    f"{ramp} = {warm + ramp}; shorten them or use the fractions")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -346,9 +375,10 @@ def load_config(paths: list[str | Path] | str | Path | None = None,
     return config_from_dict(merged)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], *, stored: bool = False) -> Config:
+    """Validate; `stored` marks a run's own config (checks for new runs only are skipped)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
 
@@ -451,11 +481,45 @@ RESUME_NEUTRAL_KEYS = (
 )
 
 
+# λ's span is compared resolved (T_warm, T_ramp), not key by key: fractions of a longer
+# schedule.iterations are another span, absolute counts equal to the old span are the same.
+LAMBDA_SPAN_KEYS = ("rewards.warmup_fraction", "rewards.ramp_fraction",
+                    "rewards.warmup_iterations", "rewards.ramp_iterations")
+LAMBDA_SPAN = "rewards λ span (T_warm, T_ramp)"
+
+
 def training_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple]:
     """The keys whose change would make a resumed run train differently."""
-    return {
+    changed = {
         key: values
         for key, values in diff_configs(old, new).items()
-        if not any(key == k or (k.endswith(".") and key.startswith(k))
-                   for k in RESUME_NEUTRAL_KEYS)
+        if key not in LAMBDA_SPAN_KEYS
+        and not any(key == k or (k.endswith(".") and key.startswith(k))
+                    for k in RESUME_NEUTRAL_KEYS)
     }
+    spans = [lambda_span_of(c) for c in (old, new)]
+    if spans[0] != spans[1]:
+        changed[LAMBDA_SPAN] = (spans[0], spans[1])
+    return changed
+
+
+def lambda_span_of(config: dict[str, Any]) -> tuple[int, int]:
+    rewards = RewardConfig.model_validate(config.get("rewards", {}))
+    return rewards.lambda_span(config.get("schedule", {}).get("iterations", 2500))
+
+
+def training_summary(cfg: Config) -> list[str]:
+    """What `ireasoner config` prints under the YAML: how this config trains, resolved."""
+    opt, rewards = cfg.optimization, cfg.rewards
+    warm, ramp = rewards.lambda_span(cfg.schedule.iterations)
+    steps = {"per_rollout": "one AdamW step per rollout (published)",
+             "batched": "one AdamW step per iteration on the mean loss"}[opt.update]
+    return [
+        f"update: {opt.update}: {steps}",
+        f"token reduction: {opt.token_reduction} of the response's token log-probs",
+        f"λ: 0 until iteration {warm}, then to {rewards.lambda_max} over {ramp} iterations "
+        f"(mode {rewards.lambda_mode}, of {cfg.schedule.iterations})",
+        f"proposer trains on: {cfg.proposer.train_on}, every {cfg.proposer.update_every} "
+        "iterations",
+        f"proposer reward: g(H_p), unparsable answers {rewards.proposer_unparsable}",
+    ]

@@ -31,7 +31,17 @@ from storage.layout import HOLDS_KEY, TableFolder
 log = logging.getLogger(__name__)
 
 # dotted key -> the value an older run had in effect before the key existed.
-LEGACY_VALUES: dict[str, Any] = {}
+# v1 (before the published update, issue 14): one step per iteration on the summed log-probs,
+# the Proposer on every question since its last update, unparsable answers out of g's entropy,
+# λ's span as the absolute counts that were then the defaults.
+LEGACY_VALUES: dict[str, Any] = {
+    "optimization.update": "batched",
+    "optimization.token_reduction": "sum",
+    "proposer.train_on": "since_last_update",
+    "rewards.proposer_unparsable": "excluded",
+    "rewards.warmup_iterations": 750,
+    "rewards.ramp_iterations": 1750,
+}
 
 
 def upgrade_config(stored: dict[str, Any]) -> dict[str, Any]:

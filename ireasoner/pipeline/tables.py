@@ -96,6 +96,10 @@ UPDATES = Table("updates", pa.schema([
     pa.field("kl", pa.float64()),               # token-mean KL of this example, before the step
     pa.field("beta", pa.float64()),
     pa.field("tokens", pa.int32()),
+    # Added under v2 (null in tables written before): the example's reduced −log π(y|·) and
+    # the gradient norm (before clipping) of the step that used it.
+    pa.field("nll", pa.float64()),
+    pa.field("grad_norm", pa.float64()),
 ]))
 
 # Records of inputs that were skipped, with the reason: nothing is lost silently.
