@@ -164,7 +164,7 @@ class RoleTrainer:
         else:
             done = [self._step(kept, float(rewards.mean()))]
         updates = iter([u for step in done for u in step.examples])
-        advantages = torch.tensor([u.advantage for step in done for u in step.examples])
+        advantages = torch.cat([step.advantages for step in done])
         first, last = done[0], done[-1]
         return UpdateStats(
             role=self.role,
@@ -217,7 +217,7 @@ class RoleTrainer:
             for k, example in enumerate(examples))
         return _StepResult(pg_loss=totals.pg_loss, kl=totals.kl, beta=beta, next_beta=next_beta,
                            baseline=baseline, next_baseline=next_baseline, grad_norm=grad_norm,
-                           tokens=totals.tokens, examples=records)
+                           tokens=totals.tokens, examples=records, advantages=advantages)
 
     def accumulate_gradients(
         self, examples: Sequence[PolicyExample], advantages: torch.Tensor, beta: float
@@ -234,20 +234,12 @@ class RoleTrainer:
                 )
                 kl = self._rollout_kl(policy, reference)
                 batch_advantages = advantages[batch.indices].to(batch.device)
-                nll = -self._reduce(policy)
+                nll = -reduced_logprobs(policy, self.optimization.token_reduction)
                 pg_loss = (batch_advantages * nll).sum() / count
                 kl_term = kl.sum() / count
                 (pg_loss + beta * kl_term).backward()
                 totals.add(pg_loss, kl_term, batch, kl, nll)
         return totals
-
-    def _reduce(self, policy: TokenLogprobs) -> torch.Tensor:
-        """log π(y|·) per rollout: the token sum (Eq. 7 literally) or the token mean (the
-        published loss, on the same scale as the token-mean KL)."""
-        total = policy.sequence_logprobs()
-        if self.optimization.token_reduction == "sum":
-            return total
-        return total / policy.mask.sum(dim=1).to(total.dtype)
 
     @property
     def _exact(self) -> bool:
@@ -289,6 +281,7 @@ class _StepResult:
     grad_norm: float
     tokens: int
     examples: tuple[ExampleUpdate, ...]
+    advantages: torch.Tensor  # float32, as the loss used them
 
 
 def _mean(values: list[float]) -> float:
@@ -317,6 +310,15 @@ class LossTotals:
             self.example_kl[index] = float(rollout_kl[row].detach())
             self.example_tokens[index] = int(tokens[row])
             self.example_nll[index] = float(nll[row].detach())
+
+
+def reduced_logprobs(policy: TokenLogprobs, reduction: str) -> torch.Tensor:
+    """log π(y|·) per rollout: the token sum (Eq. 7 literally) or the token mean (the published
+    loss, on the same per-token scale as the KL)."""
+    total = policy.sequence_logprobs()
+    if reduction == "sum":
+        return total
+    return total / policy.mask.sum(dim=1).to(total.dtype)
 
 
 def rewards_tensor(examples: Sequence[PolicyExample]) -> torch.Tensor:
