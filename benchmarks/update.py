@@ -28,12 +28,12 @@ from ireasoner.config import (  # noqa: E402
     LoraConfig,
     ModelConfig,
     OptimizationConfig,
-    SolverConfig,
 )
 from ireasoner.data.synthetic import generate_samples  # noqa: E402
 from ireasoner.model.loading import load_backbone  # noqa: E402
 from ireasoner.model.real_size import real_size_config  # noqa: E402
 from ireasoner.model.tiny import build_processor, build_tokenizer  # noqa: E402
+from ireasoner.model.warmup import TINY_SOLVER  # noqa: E402
 from ireasoner.policy.adapters import SOLVER, attach_adapters  # noqa: E402
 from ireasoner.policy.update import PolicyExample, RoleTrainer  # noqa: E402
 from ireasoner.prompts import render, solver_text  # noqa: E402
@@ -44,7 +44,7 @@ def make_examples(processor, rollouts: int, response_tokens: int, image_side: in
     """One image and question, `rollouts` responses of exactly `response_tokens` random ordinary
     (non-special) token ids each."""
     sample = generate_samples(1, seed=seed, size=(image_side, image_side))[0]
-    prompt = render(processor, solver_text(SolverConfig(), sample.qa[0].question))
+    prompt = render(processor, solver_text(TINY_SOLVER, sample.qa[0].question))
     # A sampled <|image_pad|> would add an image placeholder the processor never expanded.
     special = set(processor.tokenizer.added_tokens_decoder)
     ordinary = torch.tensor([i for i in range(len(processor.tokenizer)) if i not in special])

@@ -33,16 +33,33 @@ LANGUAGE_MODEL_LORA_TARGETS = (
     r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 )
 
+# The authors' instructions (spec §4), which the step reward depends on: numbered steps, one
+# concrete claim each, nothing outside the tags, the question last. Replace either with any
+# exact wording through solver.prompt / proposer.prompt.
 DEFAULT_SOLVER_PROMPT = (
-    "{question}\n\n"
-    "Reason about the image step by step. Write your reasoning inside <think> </think> as "
-    "numbered steps, one per line (Step 1: ..., Step 2: ...), then give only the final answer "
-    "inside <answer> </answer>."
+    "Answer the question about the image. Reason inside <think> </think> in numbered steps, "
+    "one per line, written as \"Step 1: ...\", \"Step 2: ...\", and so on. Each step states "
+    "one concrete visual or structural claim about the image (what is shown, where, how many, "
+    "which value), not a restatement of the question. Then give only the short final answer "
+    "(a number, a word, a short phrase or an option letter) inside <answer> </answer>. Write "
+    "nothing outside these two tags.\n\n"
+    "Example:\n"
+    "<think>\n"
+    "Step 1: The chart has three bars labelled A, B and C.\n"
+    "Step 2: Bar B reaches 40, above A at 25 and C at 10.\n"
+    "Step 3: So B is the largest value, 40.\n"
+    "</think>\n"
+    "<answer>40</answer>\n\n"
+    "Question: {question}"
 )
 DEFAULT_PROPOSER_PROMPT = (
-    "Look at the image and ask one challenging question that can be answered from what the "
-    "image shows, with a single short answer (a number, a word or an option letter). "
-    "Write only the question, inside <question> </question>."
+    "Look at the image and write one question about it that has a single short answer (a "
+    "number, a word, a short phrase or an option letter) and can be answered from the image "
+    "alone. The question must not be ambiguous, must not be trivial counting, must not contain "
+    "or hint at its answer, and must make units clear when the answer is numeric. Keep it to "
+    "one or two sentences. Write the question inside <question> </question>, then a brief "
+    "reason why it is non-trivial but solvable from the image inside <rationale> </rationale>. "
+    "Write nothing else."
 )
 
 

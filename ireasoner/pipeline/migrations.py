@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ireasoner.pipeline.tables import SCHEMA_VERSION, UPDATES, Table, with_version
+from ireasoner.pipeline.tables import QUESTIONS, SCHEMA_VERSION, UPDATES, Table, with_version
 from ireasoner.pipeline.trainer import TrainerSpec
 from storage import ResumeRefused, RunStore, atomic_write_parquet
 from storage.compaction import CHUNK_ROW_GROUP_ROWS
@@ -104,7 +104,17 @@ def _v1_updates(rewards: pa.Table) -> dict[int, list[dict[str, Any]]]:
     return rows
 
 
-STEPS: dict[int, Callable[[RunStore, TrainerSpec], None]] = {1: _v1_to_v2}
+def _v2_to_v3(store: RunStore, trainer: TrainerSpec) -> None:
+    """v3 (the published update, issue 14) added questions.rationale and updates.nll and
+    updates.grad_norm: older files gain them as nulls."""
+    for table in (QUESTIONS, UPDATES):
+        for path in _files(store, table.name):
+            stored = pq.read_table(path)
+            if not stored.schema.equals(table.schema, check_metadata=False):
+                _rewrite(path, _conform(stored, table))
+
+
+STEPS: dict[int, Callable[[RunStore, TrainerSpec], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _files(store: RunStore, table: str) -> list:

@@ -7,12 +7,10 @@ import torch
 
 from ireasoner.config import KLConfig, LoraConfig, OptimizationConfig, SolverConfig
 from ireasoner.model.loading import Backbone
-from ireasoner.policy.adapters import adapter_parameters, attach_adapters
-from ireasoner.policy.logprobs import response_logprobs
-from ireasoner.policy.adapters import use_adapter
+from ireasoner.policy.adapters import adapter_parameters, attach_adapters, use_adapter
 from ireasoner.policy.batch import iter_micro_batches
 from ireasoner.policy.kl import exact_token_kl
-from ireasoner.policy.logprobs import TokenLogprobs, forward_logprobs
+from ireasoner.policy.logprobs import TokenLogprobs, forward_logprobs, response_logprobs
 from ireasoner.policy.update import EmaBaseline, PolicyExample, RoleTrainer, reduced_logprobs
 from ireasoner.prompts import render, solver_text
 
