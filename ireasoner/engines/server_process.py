@@ -7,6 +7,7 @@ vLLM's exact pins never meet this environment's. Its arguments are the in-proces
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import socket
@@ -85,6 +86,7 @@ class ServerProcess:
         # Its own process group: stopping it also stops the engine core it spawns.
         self.process = subprocess.Popen(command, stdout=self._log, stderr=subprocess.STDOUT,
                                         env=env, start_new_session=True)
+        atexit.register(self.stop)  # a trainer that exits without close() leaves no server
 
     @property
     def pid(self) -> int:

@@ -121,7 +121,7 @@ class VLLMServerEngine(RolloutEngine):
         adapter: AdapterRef | None,
     ) -> list[list[Completion]]:
         self.wake()
-        model = self._serve(adapter) if adapter is not None else self.model_path
+        model = self.serve_adapter(adapter) if adapter is not None else self.model_path
         if not self._prompt_checked and requests:
             self._check_prompt(requests[0], model)
         bodies = [self._body(r, sampling, model) for r in requests]
@@ -157,7 +157,9 @@ class VLLMServerEngine(RolloutEngine):
         """The server's name for the loaded version of adapter `name`, or None."""
         return self._loaded.get(name)
 
-    def _serve(self, adapter: AdapterRef) -> str:
+    def serve_adapter(self, adapter: AdapterRef) -> str:
+        """The adapter's served name, loaded first unless this version already is (lmms-eval's
+        OpenAI model class evaluates it by that name)."""
         wanted = served_name(adapter)
         if self._loaded.get(adapter.name) != wanted:
             check_adapter_dir(adapter, self.rollout.max_lora_rank)
