@@ -12,8 +12,10 @@ scores exactly the string `ireasoner.prompts.render` gives.
 from __future__ import annotations
 
 import base64
+import contextlib
 import io
 import logging
+import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -54,8 +56,10 @@ from ireasoner.prompts import render
 log = logging.getLogger(__name__)
 
 
-def served_name(adapter: AdapterRef) -> str:
-    return f"{adapter.name}-v{adapter.version}"
+def served_name(adapter: AdapterRef, tag: str) -> str:
+    """`solver-v7-<tag>`: the tag is the engine's own, so that runs sharing one server never
+    take each other's `solver-v7`."""
+    return f"{adapter.name}-v{adapter.version}-{tag}"
 
 
 def launch_server(model_path: str, processor: ProcessorMixin, rollout: RolloutConfig,
@@ -105,6 +109,7 @@ class VLLMServerEngine(RolloutEngine):
         self.asleep = False
         self._http = httpx.Client(base_url=self.url, timeout=rollout.server.request_timeout_s)
         self._loaded: dict[str, str] = {}  # adapter name -> served name of its loaded version
+        self._tag = uuid.uuid4().hex[:8]
         self._prompt_checked = False
         try:
             vocab_size = self._check_model()
@@ -148,6 +153,10 @@ class VLLMServerEngine(RolloutEngine):
                 self._unload(name)
 
     def close(self) -> None:
+        if self.process is None:  # someone else's server: leave it as found
+            for name in list(self._loaded):
+                with contextlib.suppress(ServerError):
+                    self._unload(name)
         self._http.close()
         if self.process is not None:
             self.process.stop()
@@ -160,7 +169,7 @@ class VLLMServerEngine(RolloutEngine):
     def serve_adapter(self, adapter: AdapterRef) -> str:
         """The adapter's served name, loaded first unless this version already is (lmms-eval's
         OpenAI model class evaluates it by that name)."""
-        wanted = served_name(adapter)
+        wanted = served_name(adapter, self._tag)
         if self._loaded.get(adapter.name) != wanted:
             check_adapter_dir(adapter, self.rollout.max_lora_rank)
             if adapter.name in self._loaded:

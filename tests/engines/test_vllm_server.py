@@ -112,9 +112,10 @@ def test_seeds_reproduce_and_differ(outputs):
 def test_a_new_adapter_version_changes_outputs_and_the_old_one_is_unloaded(outputs):
     assert _ids(outputs["v1_greedy"]) != _ids(outputs["greedy"])
     assert _ids(outputs["v2_greedy"]) != _ids(outputs["v1_greedy"])
-    assert (outputs["served_v1"], outputs["served_v2"]) == ("solver-v1", "solver-v2")
-    assert "solver-v1" in outputs["models_v1"]
-    assert "solver-v2" in outputs["models_v2"] and "solver-v1" not in outputs["models_v2"]
+    v1, v2 = outputs["served_v1"], outputs["served_v2"]
+    assert v1.startswith("solver-v1-") and v2 == v1.replace("solver-v1-", "solver-v2-")
+    assert v1 in outputs["models_v1"]
+    assert v2 in outputs["models_v2"] and v1 not in outputs["models_v2"]
 
 
 def test_greedy_rollouts_match_the_transformers_engine(outputs, work, tiny_model_config):
@@ -151,6 +152,6 @@ def test_an_adapter_the_server_refuses_names_the_url_and_the_adapter(work, tmp_p
     (broken / "adapter_model.safetensors").write_bytes(b"not safetensors")
     engine = work["engine"]
     with pytest.raises(ServerError, match=f"{engine.url} refused to load adapter during "
-                                          "loading adapter solver-v9"):
+                                          "loading adapter solver-v9-"):
         engine.generate(work["requests"][:1], GREEDY, AdapterRef("solver", str(broken), 9))
     assert engine.served_adapter("solver") is None
