@@ -5,6 +5,7 @@ naming the URL (fast: no vLLM needed)."""
 from __future__ import annotations
 
 import json
+import re
 import stat
 import sys
 
@@ -91,3 +92,13 @@ def test_evaluation_through_a_served_model_uses_lmms_eval_openai_class():
     assert name == "openai"
     assert args == ("model=solver-v7,api_key=EMPTY,base_url=http://127.0.0.1:8000/v1,"
                     "timeout=60,num_concurrent=4")
+
+
+def test_vllm_serve_cli_reports_a_server_that_cannot_start(tmp_path, capsys, tiny_model_path):
+    from flows.cli import main
+
+    code = main(["vllm-serve", "--config", "configs/smoke.yaml", "--set",
+                 "rollout.server.python=/bin/false", "--log-dir", str(tmp_path)])
+    assert code == 2
+    assert re.search(r"ireasoner: error: the vLLM server at http://127\.0\.0\.1:\d+ \(pid \d+\) "
+                     r"exited with code 1 during start-up", capsys.readouterr().err)
