@@ -9,7 +9,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from ireasoner.config import ConfigError, load_config
+from ireasoner.config import ConfigError, load_config, training_summary
+from ireasoner.engines.server_process import ServerError
 from ireasoner.inspect.queries import NotInRun
 from storage import ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
@@ -22,7 +23,7 @@ class OverwriteNotConfirmed(RuntimeError):
 LOOPBACK_SETTINGS = ("PREFECT_SERVER_API_HOST", "PREFECT_RUNNER_SERVER_HOST")
 
 EXPECTED_ERRORS = (ConfigError, ResumeRefused, RunLocked, FileExistsError, FileNotFoundError,
-                   NotInRun, UnsupportedURL, OverwriteNotConfirmed)
+                   NotInRun, UnsupportedURL, ServerError, OverwriteNotConfirmed)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +125,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int)
     evaluate.set_defaults(handler=_evaluate)
 
+    sweep = sub.add_parser("sweep", help="one run per overlay through the train deployment "
+                           "(needs a Prefect server and a worker), then the ablation table")
+    sweep.add_argument("--config", action="append", default=[], required=True,
+                       help="the base config; repeat to compose")
+    sweep.add_argument("--overlays", nargs="+", required=True, metavar="YAML",
+                       help="one run per overlay, e.g. configs/ablations/*.yaml")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="applied to every run")
+    sweep.add_argument("--runs-root", default="runs/sweep",
+                       help="each run in <runs-root>/<overlay name>")
+    sweep.add_argument("--out", help="where ablation.parquet/.md go (default: --runs-root)")
+    sweep.add_argument("--no-wait", action="store_true",
+                       help="submit and return; run again later to collect the table")
+    sweep.set_defaults(handler=_sweep)
+
     serve = sub.add_parser("serve", help="serve the Prefect deployments (needs a server)")
     serve.add_argument("--eval-cron", default="0 * * * *",
                        help="schedule of ireasoner-evaluate/scheduled")
@@ -140,10 +156,32 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     synth.set_defaults(handler=_synth)
 
+    vllm_serve = sub.add_parser("vllm-serve", help="start a vLLM server for a config's model "
+                                "(set rollout.server.url to the URL it prints); Ctrl-C stops it")
+    _config_args(vllm_serve)
+    vllm_serve.add_argument("--log-dir", default=".", help="where vllm_server.log goes")
+    vllm_serve.set_defaults(handler=_vllm_serve)
+
     tiny = sub.add_parser("tiny-model", help="build (or find) the cached tiny Qwen2.5-VL")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(handler=_tiny)
     return parser
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from flows.limits import server_configured
+    from flows.sweep import plan, sweep
+
+    plan(args.config, args.overlays, args.runs_root, args.overrides)  # every config, first
+    if not server_configured():
+        raise ConfigError("sweep submits flow runs to the ireasoner/train deployment: set "
+                          "PREFECT_API_URL to a Prefect server where it is deployed (README)")
+    table = sweep(args.config, args.overlays, args.runs_root, args.overrides, out=args.out,
+                  wait=not args.no_wait)
+    if table is not None:
+        print(table.read_text(encoding="utf-8"))
+        print(f"table: {table} (and ablation.parquet beside it)")
+    return 0
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -215,6 +253,8 @@ def _config(args: argparse.Namespace) -> int:
     trainer_spec(cfg.trainer.kind)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     print(f"# fingerprint {cfg.fingerprint()}")
+    for line in training_summary(cfg):
+        print(f"# {line}")
     return 0
 
 
@@ -313,6 +353,20 @@ def _synth(args: argparse.Namespace) -> int:
     width, _, height = args.size.partition("x")
     synth_command(args.n, args.out, args.seed, (int(width), int(height)))
     return 0
+
+
+def _vllm_serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from ireasoner.commands.vllm_serve import serve_config
+
+    server = serve_config(cfg, Path(args.log_dir))
+    print(server.url, flush=True)
+    try:
+        return server.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
 
 
 def _tiny(args: argparse.Namespace) -> int:
