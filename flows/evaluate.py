@@ -7,6 +7,7 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 
+from flows.console import send_project_logs_to_prefect
 from ireasoner.eval.scheduled import evaluate_pending
 from ireasoner.pipeline.run import run_config
 from storage import RunStore
@@ -15,6 +16,7 @@ from storage import RunStore
 @flow(name="ireasoner-evaluate", log_prints=True)
 def evaluate_run(run_dir: str = "runs/smoke", tasks: list[str] | None = None,
                  include_base: bool = True) -> list[str]:
+    send_project_logs_to_prefect()  # the project's messages in the run's logs (the UI)
     logger = get_run_logger()
     store = RunStore(run_dir).pull()  # at a URL: evaluated in this machine's mirror, then pushed
     results = evaluate_pending(store.root, run_config(store), tasks=tasks,

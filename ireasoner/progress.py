@@ -136,9 +136,11 @@ class _Bar:
             TimeRemainingColumn,
         )
 
-        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
-                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("left"),
-                                 TimeRemainingColumn(), TextColumn("{task.fields[figures]}"))
+        # A short bar: the figures need the width (an 80-column terminal fits them).
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(bar_width=16),
+                                 MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                                 TimeRemainingColumn(), TextColumn("{task.fields[figures]}"),
+                                 refresh_per_second=2)
         self.task = self.progress.add_task(label, total=total, completed=completed, figures="")
         self.progress.start()
 

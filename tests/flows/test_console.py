@@ -94,3 +94,33 @@ def test_summary_lines_verbosity_and_trackers_across_resumes(tmp_path):
     events.Reload()
     assert [e.step for e in events.Scalars("train/solver_kl")] == [1, 2, 3, 4]
     assert [e.step for e in events.Scalars("train/r_sol")] == [1, 2, 3, 4]
+
+
+def test_the_project_messages_reach_the_flow_runs_logs_in_prefect():
+    """Prefect's logging config sends its own loggers to the API only; a flow run hands it the
+    project's (flows.console), so the UI shows them."""
+    from prefect import flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.logging.handlers import APILogHandler
+
+    from flows.console import send_project_logs_to_prefect
+
+    @flow(name="console-test")
+    def speak() -> str:
+        send_project_logs_to_prefect()
+        logging.getLogger("ireasoner.progress").info("iteration 1/1  r_sol 0.5")
+        logging.getLogger("storage.compaction").info("compact 1/1 steps")
+        from prefect.runtime import flow_run
+
+        return flow_run.id
+
+    run_id = speak()
+    for handler in logging.getLogger("ireasoner").handlers:
+        if isinstance(handler, APILogHandler):
+            handler.flush()  # logs are sent in batches
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run_id])))
+    messages = {(log.name, log.message) for log in logs}
+    assert ("ireasoner.progress", "iteration 1/1  r_sol 0.5") in messages, messages
+    assert ("storage.compaction", "compact 1/1 steps") in messages
