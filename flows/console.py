@@ -36,13 +36,16 @@ class ConsoleHandler(logging.StreamHandler):
 
 class _QuietTaskRuns(logging.Filter):
     """Prefect logs each task run's start and end state (five tasks an iteration); the console
-    shows them with -v only (the UI keeps them: its handler is not filtered)."""
+    shows them with -v only (the UI keeps them: its handler is not filtered). Records marked
+    `console=False` (the summary lines a progress bar shows) stay off the console too."""
 
     def __init__(self) -> None:
         super().__init__()
         self.verbosity = 0
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if not getattr(record, "console", True):  # shown by the progress bar already
+            return False
         if record.name.startswith("prefect.task_runs") and record.levelno < logging.WARNING:
             return self.verbosity > 0
         return True

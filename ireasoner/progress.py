@@ -1,8 +1,9 @@
 """What the console shows while a run trains or a command works.
 
 On a terminal: a progress bar (rich). Otherwise (a file, a pipe, a Prefect worker): one line per
-iteration, or per few items, on the `ireasoner.progress` logger, which the Prefect UI receives
-too. Both stay silent when that logger is off (`ireasoner -q`: warnings only).
+iteration, or per few items, on the `ireasoner.progress` logger. The Prefect UI receives the
+lines either way (marked `console=False` when the bar shows them). Both stay silent when that
+logger is off (`ireasoner -q`: warnings only).
 """
 
 from __future__ import annotations
@@ -89,7 +90,9 @@ class IterationProgress:
         line = summary_line(iteration, self.total, row, per_iteration)
         if self.bar is not None:
             self.bar.update(iteration, f"{figures(row)}  {per_iteration:.1f} s/it")
-            log.debug(line)
+            # The bar shows it on the terminal; the line still goes to the run's logs (the
+            # Prefect UI). The console's filter (flows.console) drops records marked so.
+            log.info(line, extra={"console": False})
         elif self.on:
             log.info(line)
         return line

@@ -32,6 +32,15 @@ def test_lines_when_not_a_terminal_and_silence_when_quiet(caplog):
     assert [line.split(" (")[0] for line in lines[1:]] == [
         "rescore: 25/100", "rescore: 50/100", "rescore: 75/100", "rescore: 100/100"]
 
+    # On a terminal the bar shows the figures: the line goes to the run's logs, not the console.
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="ireasoner.progress"):
+        shown = IterationProgress(1, 2, bar=True)
+        shown.advance(1, {"r_sol": 0.5})
+        shown.close()
+    [record] = [r for r in caplog.records if r.name == "ireasoner.progress"]
+    assert record.getMessage().startswith("iteration 1/2") and record.console is False
+
     caplog.clear()
     logger.setLevel(logging.WARNING)  # ireasoner -q
     try:

@@ -52,6 +52,27 @@ def test_a_command_shows_its_progress_unless_quiet(tmp_path, capsys):
     assert main(["-v", "config", "--set", "schedule.iterations=2"]) == 0
 
 
+def test_the_console_leaves_out_what_a_bar_shows_and_task_run_lines_unless_verbose(capsys):
+    from flows.console import configure_console
+
+    logging.getLogger("prefect.task_runs").setLevel(logging.INFO)  # as Prefect's config sets it
+    configure_console(0)
+    logging.getLogger("ireasoner.progress").info("on the bar", extra={"console": False})
+    logging.getLogger("ireasoner.progress").info("a line")
+    logging.getLogger("prefect.task_runs").info("Finished in state Completed()")
+    logging.getLogger("storage.run").debug("a detail")
+    err = capsys.readouterr().err
+    assert "a line" in err and "on the bar" not in err and "Finished" not in err
+    assert "a detail" not in err
+
+    configure_console(1)
+    logging.getLogger("prefect.task_runs").info("Finished in state Completed()")
+    logging.getLogger("storage.run").debug("a detail")
+    err = capsys.readouterr().err
+    assert "Finished in state" in err and "DEBUG   | storage.run - a detail" in err
+    logging.getLogger("prefect.task_runs").setLevel(logging.NOTSET)
+
+
 def _train(run: Path, iterations: int, *flags: str, resume: bool) -> str:
     overrides = [f"schedule.iterations={iterations}", "schedule.images_per_iteration=1",
                  "solver.num_rollouts=3", "solver.max_new_tokens=64", "proposer.max_new_tokens=24",
