@@ -165,10 +165,12 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"storage.run_dir={args.run_dir}")
     cfg = load_config(args.config, overrides)  # validated before anything heavy
     from flows.train import train
+    from ireasoner.inspect.tracking import check_trackers
     from ireasoner.trainers.registry import trainer_spec
     from storage import RunStore
 
     trainer_spec(cfg.trainer.kind)
+    check_trackers(cfg.logging)
     if args.overwrite:
         RunStore(cfg.storage.run_dir).remove()
 

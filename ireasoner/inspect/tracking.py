@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 import polars as pl
 
-from ireasoner.config import Config, LoggingConfig
+from ireasoner.config import Config, ConfigError, LoggingConfig
 from ireasoner.inspect.artifacts import iteration_table
 from storage import RunStore
 
@@ -35,8 +35,8 @@ STATE_FILE = "logged.json"
 PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow", "wandb": "wandb"}
 
 
-class TrackerUnavailable(RuntimeError):
-    """A configured tracker's package is not installed."""
+class TrackerUnavailable(ConfigError):
+    """A configured tracker's package is not installed (a config error: one clear line)."""
 
 
 class Tracker(Protocol):
