@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ireasoner.config import ConfigError, load_config
+from ireasoner.config import ConfigError, load_config, training_summary
 from ireasoner.inspect.queries import NotInRun
 from storage import ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
@@ -110,6 +110,21 @@ def _parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--limit", type=int)
     evaluate.set_defaults(handler=_evaluate)
 
+    sweep = sub.add_parser("sweep", help="one run per overlay through the train deployment "
+                           "(needs a Prefect server and a worker), then the ablation table")
+    sweep.add_argument("--config", action="append", default=[], required=True,
+                       help="the base config; repeat to compose")
+    sweep.add_argument("--overlays", nargs="+", required=True, metavar="YAML",
+                       help="one run per overlay, e.g. configs/ablations/*.yaml")
+    sweep.add_argument("--set", dest="overrides", action="append", default=[],
+                       metavar="KEY=VALUE", help="applied to every run")
+    sweep.add_argument("--runs-root", default="runs/sweep",
+                       help="each run in <runs-root>/<overlay name>")
+    sweep.add_argument("--out", help="where ablation.parquet/.md go (default: --runs-root)")
+    sweep.add_argument("--no-wait", action="store_true",
+                       help="submit and return; run again later to collect the table")
+    sweep.set_defaults(handler=_sweep)
+
     serve = sub.add_parser("serve", help="serve the Prefect deployments (needs a server)")
     serve.add_argument("--eval-cron", default="0 * * * *",
                        help="schedule of ireasoner-evaluate/scheduled")
@@ -150,6 +165,22 @@ class _Version(argparse.Action):
 
         print(f"ireasoner {code_version()}")
         parser.exit()
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from flows.limits import server_configured
+    from flows.sweep import plan, sweep
+
+    plan(args.config, args.overlays, args.runs_root, args.overrides)  # every config, first
+    if not server_configured():
+        raise ConfigError("sweep submits flow runs to the ireasoner/train deployment: set "
+                          "PREFECT_API_URL to a Prefect server where it is deployed (README)")
+    table = sweep(args.config, args.overlays, args.runs_root, args.overrides, out=args.out,
+                  wait=not args.no_wait)
+    if table is not None:
+        print(table.read_text(encoding="utf-8"))
+        print(f"table: {table} (and ablation.parquet beside it)")
+    return 0
 
 
 def _config_args(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +233,8 @@ def _config(args: argparse.Namespace) -> int:
     trainer_spec(cfg.trainer.kind)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     print(f"# fingerprint {cfg.fingerprint()}")
+    for line in training_summary(cfg):
+        print(f"# {line}")
     return 0
 
 
