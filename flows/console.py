@@ -55,8 +55,8 @@ def configure_console(verbosity: int) -> None:
     """-1 (-q): warnings and errors only; 0: the project's INFO messages and progress; 1 (-v):
     DEBUG messages and Prefect's task-run lines. Idempotent (tests call the CLI in-process)."""
     level = LEVELS[max(-1, min(1, verbosity))]
-    if verbosity < 0:  # transformers' and the hub's download/loading bars (read at import)
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if verbosity < 0:
+        _no_hub_progress_bars()
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(level)
     root = logging.getLogger()
@@ -71,6 +71,18 @@ def configure_console(verbosity: int) -> None:
         quiet = _QuietTaskRuns()
         handler.addFilter(quiet)
     quiet.verbosity = verbosity
+
+
+def _no_hub_progress_bars() -> None:
+    """transformers' loading bars and the hub's download bars: the environment variable for
+    what imports them later, their switches for what already has (the CLI's imports may)."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "huggingface_hub" in sys.modules:
+        sys.modules["huggingface_hub"].utils.disable_progress_bars()
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
 
 
 def send_project_logs_to_prefect() -> None:
