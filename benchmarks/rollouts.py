@@ -4,6 +4,10 @@ latency of swapping in a new LoRA adapter version.
     python benchmarks/rollouts.py                 # tiny model on CPU, B = 1 and 4, N = 5
     python benchmarks/rollouts.py --real-size     # GPU: Qwen2.5-VL-7B shapes, random weights
     python benchmarks/rollouts.py --skip-vllm --batches 1 4 8 --one-at-a-time 1 4 8
+    python benchmarks/rollouts.py --skip-transformers   # in-process vLLM vs the vLLM server
+
+The server engine (rollout.engine vllm_server) runs after in-process vLLM has been closed, from
+rollout.server.python's default interpreter (.venv-vllm if present), on loopback.
 
 --one-at-a-time B... also times the transformers engine one request per generate call
 (rollout.requests_per_call = 1) at those B, beside its default of all B requests in one call.
@@ -156,30 +160,42 @@ def run(args: argparse.Namespace) -> None:
           f"repeats={args.repeats}, torch threads {torch.get_num_threads()}, "
           f"kv cache {args.kv_cache}", flush=True)
 
-    alone = one_at_a_time(policy, backbone.processor, sampling, args)
-    transformers = TransformersEngine(policy, backbone.processor, kv_cache=args.kv_cache)
-    for batch in args.batches:
-        figures = throughput(transformers, batch, sampling, AdapterRef(SOLVER), args.repeats)
-        report(f"transformers B={batch}", figures)
-        if alone:
-            print(speedup(batch, figures["tokens_per_s"], alone), flush=True)
-    print(f"transformers adapter switch: {transformers_swap_latency(policy) * 1e3:.2f} ms")
+    if not args.skip_transformers:
+        alone = one_at_a_time(policy, backbone.processor, sampling, args)
+        transformers = TransformersEngine(policy, backbone.processor, kv_cache=args.kv_cache)
+        for batch in args.batches:
+            figures = throughput(transformers, batch, sampling, AdapterRef(SOLVER), args.repeats)
+            report(f"transformers B={batch}", figures)
+            if alone:
+                print(speedup(batch, figures["tokens_per_s"], alone), flush=True)
+        print(f"transformers adapter switch: {transformers_swap_latency(policy) * 1e3:.2f} ms")
 
     if args.skip_vllm:
         return
     from ireasoner.engines.vllm_engine import VLLMEngine
+    from ireasoner.engines.vllm_server import VLLMServerEngine
 
     rollout = RolloutConfig(max_lora_rank=rank, max_model_len=args.max_model_len)
-    started, engine = timed(lambda: VLLMEngine(backbone.path, backbone.processor, rollout,
-                                               dtype="bfloat16" if args.real_size else "auto",
-                                               load_format=load_format))
-    print(f"vllm engine start: {started:.1f} s")
-    adapter = AdapterRef(SOLVER, str(adapter_dir), version=0)
-    for batch in args.batches:
-        report(f"vllm B={batch}", throughput(engine, batch, sampling, adapter, args.repeats))
-    print(f"vllm new rank-{rank} adapter version: "
-          f"{vllm_swap_latency(engine, policy, work) * 1e3:.1f} ms")
-    engine.close()
+    dtype = "bfloat16" if args.real_size else "float32"
+    engines = {
+        "vllm": lambda: VLLMEngine(backbone.path, backbone.processor, rollout, dtype=dtype,
+                                   load_format=load_format),
+        "vllm server": lambda: VLLMServerEngine(
+            backbone.path, backbone.processor,
+            rollout.model_copy(update={"engine": "vllm_server"}), dtype=dtype, log_dir=work),
+    }
+    if args.skip_server:
+        del engines["vllm server"]
+    for label, build in engines.items():
+        started, engine = timed(build)
+        print(f"{label} start: {started:.1f} s")
+        adapter = AdapterRef(SOLVER, str(adapter_dir), version=0)
+        for batch in args.batches:
+            report(f"{label} B={batch}", throughput(engine, batch, sampling, adapter,
+                                                    args.repeats))
+        print(f"{label} new rank-{rank} adapter version: "
+              f"{vllm_swap_latency(engine, policy, work) * 1e3:.1f} ms", flush=True)
+        engine.close()
 
 
 def main() -> None:
@@ -189,7 +205,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--max-model-len", type=int, default=2048)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--skip-vllm", action="store_true")
+    parser.add_argument("--skip-vllm", action="store_true", help="no vLLM engine at all")
+    parser.add_argument("--skip-server", action="store_true", help="no vLLM server engine")
+    parser.add_argument("--skip-transformers", action="store_true")
     parser.add_argument("--one-at-a-time", type=int, nargs="+", default=[], metavar="B")
     parser.add_argument("--kv-cache", choices=["dynamic", "static"], default="dynamic")
     # On a CPU shared with other jobs, 2 threads can run several times slower than 1 (each op

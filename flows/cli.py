@@ -10,12 +10,13 @@ import sys
 from pathlib import Path
 
 from ireasoner.config import ConfigError, load_config, training_summary
+from ireasoner.engines.server_process import ServerError
 from ireasoner.inspect.queries import NotInRun
 from storage import ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
 
 EXPECTED_ERRORS = (ConfigError, ResumeRefused, RunLocked, FileExistsError, FileNotFoundError,
-                   NotInRun, UnsupportedURL)
+                   NotInRun, UnsupportedURL, ServerError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +141,12 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--size", default="320x240", help="WIDTHxHEIGHT")
     synth.set_defaults(handler=_synth)
+
+    vllm_serve = sub.add_parser("vllm-serve", help="start a vLLM server for a config's model "
+                                "(set rollout.server.url to the URL it prints); Ctrl-C stops it")
+    _config_args(vllm_serve)
+    vllm_serve.add_argument("--log-dir", default=".", help="where vllm_server.log goes")
+    vllm_serve.set_defaults(handler=_vllm_serve)
 
     tiny = sub.add_parser("tiny-model", help="build (or find) the cached tiny Qwen2.5-VL")
     tiny.add_argument("--seed", type=int, default=0)
@@ -333,6 +340,20 @@ def _synth(args: argparse.Namespace) -> int:
     width, _, height = args.size.partition("x")
     synth_command(args.n, args.out, args.seed, (int(width), int(height)))
     return 0
+
+
+def _vllm_serve(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    from ireasoner.commands.vllm_serve import serve_config
+
+    server = serve_config(cfg, Path(args.log_dir))
+    print(server.url, flush=True)
+    try:
+        return server.process.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.stop()
 
 
 def _tiny(args: argparse.Namespace) -> int:

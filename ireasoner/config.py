@@ -196,8 +196,30 @@ class KLConfig(Section):
         return self
 
 
+class VLLMServerConfig(Section):
+    """rollout.engine "vllm_server": a vLLM OpenAI-compatible server in its own environment
+    (docs/engines.md). With `url` None the project starts one and stops it with the run."""
+
+    url: str | None = None  # e.g. http://gpu-host:8000 (a server someone else started)
+    # Interpreter that runs `-m vllm.entrypoints.openai.api_server`: None = .venv-vllm/bin/python
+    # (scripts/setup_vllm_server.sh) if it exists, else the current interpreter.
+    python: str | None = None
+    host: str = "127.0.0.1"  # loopback: the server has no authentication
+    port: int = Field(0, ge=0, le=65535)  # 0 = a free port
+    startup_timeout_s: float = Field(600.0, gt=0)
+    request_timeout_s: float = Field(600.0, gt=0)
+    extra_args: list[str] = []  # appended to the server's command line
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError(f"must start with http:// or https:// (got {value!r})")
+        return value.rstrip("/") if value is not None else None
+
+
 class RolloutConfig(Section):
-    engine: Literal["auto", "transformers", "vllm"] = "auto"
+    engine: Literal["auto", "transformers", "vllm", "vllm_server"] = "auto"
     gpu_memory_utilization: float = Field(0.45, gt=0, le=1)
     # vLLM on CPU: the KV cache's size in MiB, fixed. vLLM's default there is a fraction of
     # the NUMA node's free memory, which the page cache of a fresh install can leave negative.
@@ -216,6 +238,7 @@ class RolloutConfig(Section):
     # transformers then compiles the decoding step).
     requests_per_call: int = Field(0, ge=0)
     kv_cache: Literal["dynamic", "static"] = "dynamic"
+    server: VLLMServerConfig = VLLMServerConfig()
 
 
 class ScheduleConfig(Section):
@@ -245,6 +268,9 @@ class EvaluationConfig(Section):
     # Where datasets live when the hub cannot be reached (HF datasets cache or a directory).
     dataset_cache: str | None = None
     include_path: str | None = None
+    # Extra lmms-eval model arguments, e.g. {gpu_memory_utilization: 0.3} for its vllm class
+    # next to a resident rollout engine (docs/evaluation.md).
+    model_args: dict[str, str | int | float | bool] = {}
 
 
 class StorageConfig(Section):
@@ -523,6 +549,7 @@ RESUME_NEUTRAL_KEYS = (
     "rollout.cpu_kv_cache_mib",
     "rollout.tensor_parallel_size",
     "rollout.sleep_during_update",
+    "rollout.server.",
     "optimization.micro_batch_size",
     "model.gradient_checkpointing",
 )

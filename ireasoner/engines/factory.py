@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+from pathlib import Path
 
 import torch
 from peft import PeftModel
@@ -33,11 +34,17 @@ def make_engine(
     backbone: Backbone,
     policy: PeftModel | None = None,
     seed: int = 0,
+    log_dir: Path | str = ".",
 ) -> RolloutEngine:
     """`policy` is the trainer's PeftModel (the transformers engine samples from it in place;
-    without it, from the bare backbone). The vLLM engine loads `backbone.path` itself and takes
-    adapters from disk."""
+    without it, from the bare backbone). The vLLM engines load `backbone.path` themselves and
+    take adapters from disk; a vLLM server this starts logs to `log_dir`."""
     kind = resolve_engine_kind(rollout.engine)
+    if kind == "vllm_server":
+        from ireasoner.engines.vllm_server import VLLMServerEngine
+
+        return VLLMServerEngine(backbone.path, backbone.processor, rollout,
+                                dtype=_DTYPE_NAMES[backbone.dtype], seed=seed, log_dir=log_dir)
     if kind == "vllm":
         from ireasoner.engines.vllm_engine import VLLMEngine
 

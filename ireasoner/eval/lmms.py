@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-Backend = Literal["vllm", "transformers"]
+Backend = Literal["vllm", "transformers", "openai"]
 LOG_FILE = "lmms_eval.log"
 _ERROR_TAIL_CHARS = 2000
 _ERROR_LINE = re.compile(r"^\S*(Error|Exception)\b.*$|^.*\| ERROR +\|.*$", re.MULTILINE)
@@ -49,7 +49,11 @@ def model_spec(backend: Backend, model_path: str, device: str, max_new_tokens: i
     hand unknown arguments to vLLM itself."""
     if "," in model_path:
         raise ValueError(f"lmms-eval cannot take a model path containing ',': {model_path}")
-    if backend == "vllm":
+    if backend == "openai":
+        # model_path is then the server's model name and extra carries base_url (ServedModel).
+        args = {"model": model_path, "api_key": "EMPTY"}
+        name = "openai"
+    elif backend == "vllm":
         # lmms-eval's vllm class decodes max(task's, its own) tokens: set its own to the budget.
         args = {"model": model_path, "max_new_tokens": str(max_new_tokens)}
         name = "vllm"

@@ -1,7 +1,8 @@
 """Evaluate one checkpoint on lmms-eval tasks; results as rows in `<out_dir>/results.parquet`.
 
 Every task runs greedy (temperature 0) with `evaluation.max_new_tokens`, through vLLM on a GPU or
-lmms-eval's transformers `qwen2_5_vl` class otherwise. Each task is its own lmms-eval process: a
+lmms-eval's transformers `qwen2_5_vl` class otherwise, or through a running vLLM server (the
+rollout engine's, `ServedModel`) with lmms-eval's `openai` class. Each task is its own lmms-eval process: a
 task that fails is recorded (status "failed", with the error) and the others still run. lmms-eval's
 own files (results JSON, per-sample JSONL, log) stay under `<out_dir>/lmms/<task>/`.
 """
@@ -60,6 +61,19 @@ RESULTS_SCHEMA = pa.schema([
 
 
 @dataclass(frozen=True)
+class ServedModel:
+    """A model an OpenAI-compatible server already serves (the rollout engine's vLLM server):
+    lmms-eval's `openai` class evaluates it there, with no second engine in memory."""
+
+    url: str  # the server's root, e.g. http://127.0.0.1:8000
+    name: str  # the served model or adapter name, e.g. solver-v7
+    timeout_s: float = 600.0
+
+    def model_args(self) -> dict[str, str]:
+        return {"base_url": f"{self.url}/v1", "timeout": str(int(self.timeout_s))}
+
+
+@dataclass(frozen=True)
 class ResultRow:
     checkpoint: str
     task: str
@@ -95,12 +109,14 @@ def evaluate_checkpoint(
     model_args: dict[str, str] | None = None,
     timeout_s: float | None = None,
     solver: SolverConfig | None = None,
+    served: ServedModel | None = None,
 ) -> EvalResult:
     """Evaluate `model_path` (a full checkpoint: merge adapters first) on `tasks`.
 
     `pixel_budget` is the image (min_pixels, max_pixels) of the transformers backend; `model_args`
     adds lmms-eval model arguments (e.g. gpu_memory_utilization for vLLM). `solver` gives the
-    local task its prompt (default: the default Solver prompt).
+    local task its prompt (default: the default Solver prompt). With `served`, `model_path` is
+    ignored: lmms-eval asks that server for `served.name` (its pixel budget is the server's).
     Rows for these tasks replace any earlier rows of the same checkpoint and task in
     `<out_dir>/results.parquet`.
     """
@@ -108,9 +124,14 @@ def evaluate_checkpoint(
         raise ValueError("no tasks to evaluate")
     out_dir = Path(out_dir)
     device = _resolve_device(device)
-    chosen = resolve_backend(backend, device)
-    model, args = model_spec(chosen, str(model_path), device, eval_cfg.max_new_tokens,
-                             pixel_budget, model_args)
+    if served is not None:
+        chosen: Backend = "openai"
+        model, args = model_spec(chosen, served.name, device, eval_cfg.max_new_tokens, None,
+                                 {**served.model_args(), **(model_args or {})})
+    else:
+        chosen = resolve_backend(backend, device)
+        model, args = model_spec(chosen, str(model_path), device, eval_cfg.max_new_tokens,
+                                 pixel_budget, model_args)
     include_paths = _include_paths(tasks, eval_cfg, out_dir, solver)
     env = subprocess_env(_hub_env(eval_cfg))
     blocked = preflight(tasks, eval_cfg, list(include_paths.values()))

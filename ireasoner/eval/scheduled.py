@@ -18,6 +18,7 @@ from ireasoner.eval.runner import (
     FAILED,
     RESULTS_FILE,
     EvalResult,
+    ServedModel,
     evaluate_checkpoint,
     read_results,
 )
@@ -110,12 +111,16 @@ def pending_tasks(target: EvalTarget, tasks: list[str], retry_failed: bool) -> l
 
 
 def evaluate_target(base_model: str, target: EvalTarget, tasks: list[str], cfg: Config,
-                     timeout_s: float | None) -> EvalResult:
+                     timeout_s: float | None, served: ServedModel | None = None) -> EvalResult:
+    """`served`: the target's Solver as a vLLM server already serves it (no merged copy)."""
     log.info("evaluating %s on %s", target.label, ", ".join(tasks))
     pixels = (cfg.model.min_pixels, cfg.model.max_pixels)
     kwargs = dict(eval_cfg=cfg.evaluation, out_dir=target.out_dir, checkpoint_label=target.label,
                   backend=cfg.evaluation.backend, device=cfg.model.device, pixel_budget=pixels,
-                  timeout_s=timeout_s, solver=cfg.solver)
+                  timeout_s=timeout_s, solver=cfg.solver,
+                  model_args={k: str(v) for k, v in cfg.evaluation.model_args.items()})
+    if served is not None:
+        return evaluate_checkpoint(served.name, tasks, served=served, **kwargs)
     if target.adapter_dir is None:
         return evaluate_checkpoint(base_model, tasks, **kwargs)
     # lmms-eval's model classes take no adapter: evaluate a merged copy, deleted afterwards

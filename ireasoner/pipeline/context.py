@@ -119,7 +119,7 @@ class RunContext:
     @cached_property
     def engine(self) -> RolloutEngine:
         return make_engine(self.config.rollout, self.backbone, self.policy,
-                           seed=self.config.trainer.seed)
+                           seed=self.config.trainer.seed, log_dir=self.store.root / "logs")
 
     @contextlib.contextmanager
     def engine_asleep(self) -> Iterator[None]:

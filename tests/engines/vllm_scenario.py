@@ -130,3 +130,20 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def server_cannot_run() -> str | None:
+    """Why the configured vLLM server interpreter (rollout.server.python's default) cannot run
+    vLLM's API server here, or None."""
+    import subprocess
+
+    from ireasoner.config import VLLMServerConfig
+    from ireasoner.engines.server_process import server_python
+
+    python = server_python(VLLMServerConfig())
+    probe = "import vllm, model_hosting_container_standards.sagemaker"
+    done = subprocess.run([python, "-c", probe], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        return (f"{python} cannot run vLLM's API server (scripts/setup_vllm_server.sh makes "
+                f".venv-vllm): {done.stderr.strip().splitlines()[-1:]}")
+    return None
