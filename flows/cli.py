@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         os.environ.setdefault(setting, "127.0.0.1")
     parser = _parser()
     args = parser.parse_args(argv)
+    from flows.console import configure_console
+
+    configure_console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
     try:
         return args.handler(args) or 0
     except EXPECTED_ERRORS as err:
@@ -165,7 +168,27 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="build (or find) the cached tiny Qwen2.5-VL")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(handler=_tiny)
+    _console_args(parser, sub)
     return parser
+
+
+def _console_args(parser: argparse.ArgumentParser, sub) -> None:
+    """--version, and -v/-q before or after the command (`ireasoner -q train`, `train -q`)."""
+    parser.add_argument("--version", action=_Version, nargs=0,
+                        help="print the version (and the code's git revision) and exit")
+    for target, default in [(parser, 0)] + [(p, argparse.SUPPRESS) for p in sub.choices.values()]:
+        target.add_argument("-v", "--verbose", action="count", default=default,
+                            help="more output: DEBUG messages and Prefect's task-run lines")
+        target.add_argument("-q", "--quiet", action="count", default=default,
+                            help="less output: warnings and errors only, no progress")
+
+
+class _Version(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        from ireasoner.pipeline.run import code_version
+
+        print(f"ireasoner {code_version()}")
+        parser.exit()
 
 
 def _sweep(args: argparse.Namespace) -> int:
@@ -197,10 +220,12 @@ def _train(args: argparse.Namespace) -> int:
         overrides.append(f"storage.run_dir={args.run_dir}")
     cfg = load_config(args.config, overrides)  # validated before anything heavy
     from flows.train import train
+    from ireasoner.inspect.tracking import check_trackers
     from ireasoner.trainers.registry import trainer_spec
     from storage import RunStore
 
     trainer_spec(cfg.trainer.kind)
+    check_trackers(cfg.logging)
     if args.overwrite:
         _replace_run(RunStore(cfg.storage.run_dir), cfg.storage.lease_seconds, args)
 

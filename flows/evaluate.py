@@ -10,6 +10,7 @@ from prefect import flow, get_run_logger
 from prefect.artifacts import create_markdown_artifact
 from prefect.runtime import flow_run
 
+from flows.console import send_project_logs_to_prefect
 from flows.events import run_slug
 from flows.limits import evaluation_slots
 from ireasoner.eval.scheduled import evaluate_pending
@@ -26,6 +27,7 @@ def _run_name() -> str:
 @flow(name="ireasoner-evaluate", log_prints=True, flow_run_name=_run_name)
 def evaluate_run(run_dir: str = "runs/smoke", tasks: list[str] | None = None,
                  include_base: bool = True, checkpoint: str | None = None) -> list[str]:
+    send_project_logs_to_prefect()  # the project's messages in the run's logs (the UI)
     logger = get_run_logger()
     store = RunStore(run_dir).pull()  # at a URL: evaluated in this machine's mirror, then pushed
     cfg = run_config(store)

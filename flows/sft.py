@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from prefect import flow, get_run_logger
 
+from flows.console import send_project_logs_to_prefect
 from ireasoner.config import load_config
 from ireasoner.pipeline.context import RunContext
 from ireasoner.pipeline.run import open_run
@@ -23,6 +24,7 @@ def sft(config: list[str] | str = "configs/ivr_r1_smoke.yaml", overrides: list[s
         run_dir: str | None = None) -> dict:
     """Creates the run (refused if it exists: its checkpoint 0 would no longer be the start of
     what was trained) and writes checkpoint 0 with the fine-tuned Solver adapter."""
+    send_project_logs_to_prefect()  # the project's messages in the run's logs (the UI)
     logger = get_run_logger()
     overrides = list(overrides or [])
     if run_dir is not None:

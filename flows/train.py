@@ -21,17 +21,20 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 
+from flows.console import send_project_logs_to_prefect
 from flows.events import publish_checkpoint, run_slug
 from flows.limits import training_slots
 from flows.params import Hyperparameters, train_run_name
 from ireasoner.config import load_config
 from ireasoner.inspect.artifacts import iteration_markdown, iteration_table
+from ireasoner.inspect.tracking import RunTracking, check_trackers
 from ireasoner.pipeline.context import RunContext
 from ireasoner.pipeline.evaluate import evaluate
 from ireasoner.pipeline.prepare import prepare
 from ireasoner.pipeline.run import open_run
 from ireasoner.pipeline.runner import run_stage
 from ireasoner.pipeline.trainer import StageFn, TrainerSpec
+from ireasoner.progress import IterationProgress
 from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore, TransientStorageError, compact_run
 
@@ -103,6 +106,7 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
     """Train (or resume) a run. `config` is one YAML file or several composed left to right;
     `overrides` are `section.key=value` strings, then `hyperparameters` (typed, unset fields
     keep the config's values); `run_dir` defaults to storage.run_dir."""
+    send_project_logs_to_prefect()
     logger = get_run_logger()
     overrides = list(overrides or [])
     if hyperparameters is not None:
@@ -110,6 +114,7 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
     if run_dir is not None:
         overrides.append(f"storage.run_dir={run_dir}")
     cfg = load_config(config, overrides)
+    check_trackers(cfg.logging)  # a missing package fails now, not after the first iteration
     store = RunStore(cfg.storage.run_dir)
     with training_slots(store.location, cfg.model.device), store.lock(cfg.storage.lease_seconds):
         cfg, trainer = open_run(store, cfg, trainer_spec, resume=resume)
@@ -122,7 +127,12 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
                                             description=f"Training progress of {store.location}")
         if first > 1:  # finish what a stopped process may have left: a block, a compaction
             compact_task(store, cfg.storage.compact_every)
+        # Trackers log what the store holds after each iteration (and, first, what a stopped
+        # process completed but did not log); each iteration once (ireasoner.inspect.tracking).
+        tracking = RunTracking(store, cfg, trainer.rollout_rewards.name, trainer.metrics.name)
+        shown = IterationProgress(first, total)
         try:
+            tracking.log_completed()
             stage_task.with_options(name="prepare")(ctx, 0, "prepare", prepare)
             if _evaluation_due(cfg, first - 1) and not store.stage_done(first - 1, "evaluate"):
                 evaluate_task(ctx, first - 1)  # the previous process stopped right before it
@@ -138,9 +148,19 @@ def train(config: list[str] | str = "configs/smoke.yaml", overrides: list[str] |
                 if cfg.storage.compact_every and iteration % cfg.storage.compact_every == 0:
                     compact_task(store, cfg.storage.compact_every)
                 update_progress_artifact(progress, progress=100.0 * iteration / total)
+                tracking.log_completed()
+                shown.advance(iteration, _metrics_row(store, trainer, iteration))
         finally:
+            shown.close()
+            tracking.close()
             ctx.close()  # a vLLM engine holds GPU memory and worker processes
     return {"run_dir": store.location, "iterations": store.completed_iterations()}
+
+
+def _metrics_row(store: RunStore, trainer: TrainerSpec, iteration: int) -> dict | None:
+    if not store.has_table(trainer.metrics.name, iteration):
+        return None
+    return store.read_table(trainer.metrics.name, iteration).to_pylist()[0]
 
 
 def _checkpoint_kept(cfg, iteration: int) -> bool:

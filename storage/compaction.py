@@ -9,6 +9,7 @@ The caller holds the run's lock (storage.lock), as training does.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from pathlib import Path
 
@@ -19,6 +20,8 @@ import pyarrow.parquet as pq
 from storage.atomic import atomic_write_parquet
 from storage.layout import TableFolder, chunk_file, chunk_metadata
 from storage.run import RunStore
+
+log = logging.getLogger(__name__)
 
 # Rows stay in iteration order, so a filter on `iteration` skips other iterations' row groups.
 # Whole-table scans pay per row group (one per iteration made them ~20x slower), so groups are
@@ -37,13 +40,16 @@ def compact_run(store: RunStore, every: int) -> list[Path]:
     done = store.completed_iterations()  # the stage markers say what is complete
     full = done - done % every           # iterations 1..full lie in full blocks
     written = []
-    for name in store.tables():
+    names = store.tables()
+    for number, name in enumerate(names, start=1):
         folder = store.table_folder(name)
         blocks: dict[int, list[int]] = defaultdict(list)
         for iteration in sorted(folder.loose):
             if 1 <= iteration <= full:   # iteration 0 is data loading, not a trained iteration
                 blocks[(iteration - 1) // every].append(iteration)
         written += [compact_files(folder, iterations) for iterations in blocks.values()]
+        log.info("compact %d/%d %s: %d chunk(s) of %d iterations", number, len(names), name,
+                 len(blocks), every)
     return written
 
 

@@ -21,6 +21,7 @@ from ireasoner.config import (
 from ireasoner.inspect.queries import require_run
 from ireasoner.pipeline.run import run_config
 from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS
+from ireasoner.progress import steps
 from ireasoner.trainers.ireasoner.score import score_iteration, stored_embedder
 from storage import RunStore, atomic_write_json
 
@@ -57,7 +58,7 @@ def rescore_run(run: str | Path, overlays: list[str], overrides: list[str],
 
     embedder = stored_embedder(source, config.rewards.step_tokens)
     target = RunStore(out)
-    for iteration in iterations:
+    for iteration in steps(iterations, len(iterations), "rescore"):
         scored = score_iteration(source.read_table(QUESTIONS.name, iteration),
                                  source.read_table(ROLLOUTS.name, iteration), embedder,
                                  config.rewards, iteration, config.schedule.iterations)

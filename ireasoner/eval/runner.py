@@ -38,6 +38,7 @@ from ireasoner.eval.offline import (
 )
 from ireasoner.eval.tasks.math_rules import INCLUDE_DIR as MATH_RULES_DIR
 from ireasoner.eval.tasks.math_rules import MATH_RULE_TASKS
+from ireasoner.progress import steps
 from storage.atomic import atomic_write_parquet
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ def evaluate_checkpoint(
 
     results_path = out_dir / RESULTS_FILE
     rows: list[ResultRow] = []
-    for task in tasks:
+    for task in steps(tasks, len(tasks), f"evaluate {checkpoint_label}"):
         if task in blocked:
             log.error("not evaluating %s: %s", task, blocked[task])
             task_rows = [_failed_row(checkpoint_label, task, 0.0, blocked[task])]
@@ -151,6 +152,9 @@ def evaluate_checkpoint(
         # Written after every task: an interrupted evaluation keeps what it finished.
         _merge_results(results_path, task_rows)
         rows.extend(task_rows)
+        for row in task_rows:
+            log.info("%s %s: %s %s = %s (%.0f s)", checkpoint_label, row.task, row.status,
+                     row.metric, row.value, row.seconds)
     return EvalResult(checkpoint_label, results_path, tuple(rows))
 
 
