@@ -67,7 +67,9 @@ def test_a_toy_trainer_runs_through_the_real_flow_and_resumes(tmp_path, tiny_mod
     monkeypatch.setitem(registry.TRAINERS, "toy", TOY)  # its one registry line
     run = tmp_path / "toy"
     overrides = ["trainer.kind=toy", "solver.num_rollouts=2", "solver.max_new_tokens=16",
-                 "data.synthetic_count=2", "schedule.images_per_iteration=1"]
+                 "data.synthetic_count=2", "schedule.images_per_iteration=1",
+                 # absolute λ counts: a fraction schedule would change when the run grows
+                 "rewards.warmup_iterations=0", "rewards.ramp_iterations=1"]
     with prefect_test_harness():
         first = train(config=SMOKE, overrides=[*overrides, "schedule.iterations=1"],
                       run_dir=str(run))
