@@ -60,8 +60,12 @@ def configure_console(verbosity: int) -> None:
     for name in PROJECT_LOGGERS:
         logging.getLogger(name).setLevel(level)
     root = logging.getLogger()
-    handler = _console_handler(root)
-    if handler is None:  # Prefect not imported yet: it keeps a root handler it finds
+    handler = next((h for h in root.handlers if isinstance(h, ConsoleHandler)), None)
+    if handler is None:
+        # Prefect's own console handler (there when Prefect was imported first) writes to the
+        # stream of its time, which a test's capture may have closed since: ours replaces it.
+        for stale in [h for h in root.handlers if type(h).__name__ == "PrefectConsoleHandler"]:
+            root.removeHandler(stale)
         handler = ConsoleHandler()
         handler.setFormatter(logging.Formatter(FORMAT, datefmt="%H:%M:%S"))
         root.addHandler(handler)
@@ -96,10 +100,3 @@ def send_project_logs_to_prefect() -> None:
             logger.setLevel(logging.INFO)
         if not any(isinstance(h, APILogHandler) for h in logger.handlers):
             logger.addHandler(APILogHandler())
-
-
-def _console_handler(root: logging.Logger) -> logging.Handler | None:
-    for handler in root.handlers:
-        if isinstance(handler, ConsoleHandler) or type(handler).__name__ == "PrefectConsoleHandler":
-            return handler
-    return None

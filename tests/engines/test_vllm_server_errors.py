@@ -26,7 +26,7 @@ def processor(tiny_model_path):
 
 def test_the_server_section_validates_each_key():
     cfg = load_config(None, ["rollout.engine=vllm_server", "rollout.server.url=http://gpu:8000/",
-                             "rollout.server.extra_args=[--max-num-seqs, '8']"])
+                             "rollout.server.extra_args=--max-num-seqs,8"])
     assert cfg.rollout.server.url == "http://gpu:8000"
     assert cfg.rollout.server.extra_args == ["--max-num-seqs", "8"]
     with pytest.raises(ConfigError, match="rollout.server.url.*http://"):
