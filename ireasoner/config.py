@@ -83,7 +83,8 @@ class HFDataConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "directory", "parquet", "dataset", "hf"] = "synthetic"
+    # "world": the miniature world's train split (ireasoner.data.world), synthetic_count images.
+    source: Literal["synthetic", "world", "directory", "parquet", "dataset", "hf"] = "synthetic"
     path: str | None = None
     image_column: str = "image"
     synthetic_count: int = Field(200, ge=1)
@@ -135,7 +136,9 @@ class SolverConfig(Section):
 
 
 class OptimizationConfig(Section):
-    lr: float = Field(1e-6, gt=0, le=1)
+    # 0 is allowed: a control run that samples, rewards and steps but never moves the policy
+    # (benchmarks/learning.py).
+    lr: float = Field(1e-6, ge=0, le=1)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(5, ge=1)

@@ -27,6 +27,7 @@ from ireasoner.data.images import (
     to_rgb,
 )
 from ireasoner.data.synthetic import generate_samples
+from ireasoner.data.world import world_samples
 from ireasoner.seeding import derive_seed
 
 IMAGE_EXTENSIONS = frozenset(
@@ -75,8 +76,8 @@ class _Candidate:
 
 def load_images(cfg: DataConfig) -> ImageSet:
     """All usable images of the configured source, sanitised; shuffled with cfg.seed if asked."""
-    readers = {"synthetic": _synthetic, "directory": _directory, "parquet": _parquet,
-               "dataset": _dataset, "hf": _hf}
+    readers = {"synthetic": _synthetic, "world": _world, "directory": _directory,
+               "parquet": _parquet, "dataset": _dataset, "hf": _hf}
     image_set = _collect(readers[cfg.source](cfg), ImageLimits.from_config(cfg))
     if not image_set.records:
         counts = ", ".join(f"{reason} ×{n}" for reason, n in image_set.skip_counts().items())
@@ -140,6 +141,13 @@ def _synthetic(cfg: DataConfig) -> Iterator[_Candidate]:
     for index, sample in enumerate(generate_samples(cfg.synthetic_count, cfg.seed)):
         facts = {"kind": sample.kind, **sample.facts}
         yield _Candidate(sample.image_id, f"synthetic:{cfg.seed}/{index}", sample.image, facts)
+
+
+def _world(cfg: DataConfig) -> Iterator[_Candidate]:
+    # The train split only, and no facts: the RL stages never see a world label (the held-out
+    # and validation splits are disjoint from these images by construction).
+    for index, sample in enumerate(world_samples("train", cfg.synthetic_count, cfg.seed)):
+        yield _Candidate(sample.image_id, f"world:{cfg.seed}/train/{index}", sample.image)
 
 
 def _directory(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:
