@@ -72,6 +72,8 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--image")
     traces.add_argument("--limit", type=int, help="at most this many questions")
     traces.add_argument("--width", type=int, help="wrap width (default: the terminal's)")
+    traces.add_argument("--agreement", action="store_true",
+                        help="end with the answer agreement of the first vs the last iterations")
     traces.set_defaults(handler=_traces)
 
     report = sub.add_parser("report", help="plots of the paper's diagnostics and an HTML page")
@@ -195,6 +197,10 @@ def _traces(args: argparse.Namespace) -> int:
     store = RunStore(args.run).pull(checkpoints=False)
     print(format_traces(store, iteration=args.iteration, image_id=args.image,
                         limit=args.limit, width=width))
+    if args.agreement:
+        from ireasoner.inspect.traces import agreement_line
+
+        print(agreement_line(store))
     return 0
 
 

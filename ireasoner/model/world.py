@@ -210,3 +210,16 @@ def ensure_world_model(seed: int = 0, cache_dir: Path | None = None) -> Path:
 def read_report(model_dir: Path) -> WorldReport:
     return WorldReport(**json.loads((Path(model_dir) / REPORT_FILE).read_text()))
 
+
+def check_report(report: WorldReport) -> None:
+    """Raise ValueError unless the held-out pass@1 lies in PASS_BAND and maj@5 is above it:
+    below the band there is no consensus worth learning from, above it little left to learn."""
+    low, high = PASS_BAND
+    if not low <= report.held_out_pass_at_1 <= high:
+        raise ValueError(f"world model: held-out pass@1 {report.held_out_pass_at_1:.3f} is outside "
+                         f"[{low}, {high}] (warm-up stopped after {report.steps} steps, "
+                         f"{report.stopped})")
+    if report.held_out_maj_at_5 <= report.held_out_pass_at_1:
+        raise ValueError(f"world model: held-out maj@5 {report.held_out_maj_at_5:.3f} is not above "
+                         f"pass@1 {report.held_out_pass_at_1:.3f}")
+
