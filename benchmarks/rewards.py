@@ -25,7 +25,7 @@ import torch
 from ireasoner.answers import normalise_answer
 from ireasoner.embeddings import StepEmbedder
 from ireasoner.parsing import parse_trace
-from ireasoner.rewards import RewardConfig, score_batch, score_group
+from ireasoner.rewards import RewardConfig, lambda_at, score_batch, score_group
 from ireasoner.rewards.reference import reference_score_group
 
 # The Rust tokenizer's thread pool only adds contention on a 2-core box.
@@ -144,10 +144,11 @@ def main() -> None:
               for a, e, g in zip(answers, embedded, parsed, strict=True)]
     rss_inputs = peak_rss_mb()
 
-    batch_s, batch = median_time(lambda: score_batch(groups, 1500, config))
+    lam = lambda_at(1500, config, 2500)
+    batch_s, batch = median_time(lambda: score_batch(groups, lam, config))
     per_iteration_s, per_iteration = median_time(
-        lambda: [score_group(*g, 1500, config) for g in groups])
-    loop_s, loop = median_time(lambda: [reference_score_group(*g, 1500, config) for g in groups])
+        lambda: [score_group(*g, lam, config) for g in groups])
+    loop_s, loop = median_time(lambda: [reference_score_group(*g, lam, config) for g in groups])
 
     solver_gap = max(np.abs(np.array(ref.solver) - s.solver).max()
                      for ref, s in zip(loop, batch, strict=True))

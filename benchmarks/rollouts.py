@@ -28,7 +28,7 @@ import torch  # noqa: E402
 from peft import PeftModel  # noqa: E402
 from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
-from ireasoner.config import LoraConfig, ModelConfig, RolloutConfig, SolverConfig  # noqa: E402
+from ireasoner.config import LoraConfig, ModelConfig, RolloutConfig  # noqa: E402
 from ireasoner.data.synthetic import generate_samples  # noqa: E402
 from ireasoner.engines import (  # noqa: E402
     AdapterRef,
@@ -39,6 +39,7 @@ from ireasoner.engines import (  # noqa: E402
 from ireasoner.engines.transformers_engine import TransformersEngine  # noqa: E402
 from ireasoner.model.loading import Backbone, load_backbone  # noqa: E402
 from ireasoner.model.real_size import real_size_checkpoint  # noqa: E402
+from ireasoner.model.warmup import TINY_SOLVER  # noqa: E402
 from ireasoner.policy.adapters import PROPOSER, SOLVER, attach_adapters, use_adapter  # noqa: E402
 from ireasoner.prompts import solver_text  # noqa: E402
 
@@ -48,7 +49,7 @@ SWAP_RANK = 16
 def requests_for(batch: int, seed: int) -> list[GenerationRequest]:
     samples = generate_samples(batch, seed=seed, size=(336, 336))
     return [
-        GenerationRequest(s.image, solver_text(SolverConfig(), s.qa[0].question), seed + i)
+        GenerationRequest(s.image, solver_text(TINY_SOLVER, s.qa[0].question), seed + i)
         for i, s in enumerate(samples)
     ]
 

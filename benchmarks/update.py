@@ -1,11 +1,14 @@
-"""Speed and peak memory of one Solver update: N rollouts of (image, prompt, response), the
-reference and policy forward passes, exact KL, backward and AdamW on the Solver adapter.
+"""Speed and peak memory of one iteration's Solver update: N rollouts of (image, prompt,
+response), the reference and policy forward passes, exact KL, backward and AdamW on the Solver
+adapter, for each update mode (spec §4): per_rollout (N optimizer steps, the published update)
+and batched (one step on the mean loss).
 
-    python benchmarks/update.py                  # tiny model on CPU: tokens/s, peak RSS
+    python benchmarks/update.py                  # tiny model on CPU, both modes
+    python benchmarks/update.py --modes batched  # one mode
     python benchmarks/update.py --real-size      # Qwen2.5-VL-7B shapes, random bf16 weights
 
 --real-size builds the 7B shapes (the ones benchmarks/rollouts.py uses) with random weights
-directly on the GPU (no download) and times 5 x 512 response tokens with one image. Without a
+directly on the GPU (no download) and times 5 x 256 response tokens with one image. Without a
 GPU it only builds the config and the model on the `meta` device, and says that nothing was
 measured.
 """
@@ -28,12 +31,12 @@ from ireasoner.config import (  # noqa: E402
     LoraConfig,
     ModelConfig,
     OptimizationConfig,
-    SolverConfig,
 )
 from ireasoner.data.synthetic import generate_samples  # noqa: E402
 from ireasoner.model.loading import load_backbone  # noqa: E402
 from ireasoner.model.real_size import real_size_config  # noqa: E402
 from ireasoner.model.tiny import build_processor, build_tokenizer  # noqa: E402
+from ireasoner.model.warmup import TINY_SOLVER  # noqa: E402
 from ireasoner.policy.adapters import SOLVER, attach_adapters  # noqa: E402
 from ireasoner.policy.update import PolicyExample, RoleTrainer  # noqa: E402
 from ireasoner.prompts import render, solver_text  # noqa: E402
@@ -44,7 +47,7 @@ def make_examples(processor, rollouts: int, response_tokens: int, image_side: in
     """One image and question, `rollouts` responses of exactly `response_tokens` random ordinary
     (non-special) token ids each."""
     sample = generate_samples(1, seed=seed, size=(image_side, image_side))[0]
-    prompt = render(processor, solver_text(SolverConfig(), sample.qa[0].question))
+    prompt = render(processor, solver_text(TINY_SOLVER, sample.qa[0].question))
     # A sampled <|image_pad|> would add an image placeholder the processor never expanded.
     special = set(processor.tokenizer.added_tokens_decoder)
     ordinary = torch.tensor([i for i in range(len(processor.tokenizer)) if i not in special])
@@ -57,6 +60,17 @@ def make_examples(processor, rollouts: int, response_tokens: int, image_side: in
     ]
 
 
+def time_modes(model, processor, args: argparse.Namespace, label: str) -> None:
+    """One trainer per update mode on the same model; seconds per iteration of each."""
+    examples = make_examples(processor, args.rollouts, args.response_tokens, args.image_side)
+    for mode in args.modes:
+        trainer = RoleTrainer(model, processor, SOLVER,
+                              OptimizationConfig(update=mode,
+                                                 micro_batch_size=args.micro_batch_size),
+                              KLConfig())
+        report(f"{label}: update {mode}", time_updates(trainer, examples, args.repeats))
+
+
 def time_updates(trainer: RoleTrainer, examples: list[PolicyExample], repeats: int) -> dict:
     trainer.update(examples)  # warm-up: allocator, kernels, optimizer state
     if torch.cuda.is_available():
@@ -67,7 +81,8 @@ def time_updates(trainer: RoleTrainer, examples: list[PolicyExample], repeats: i
     cpu_seconds = (time.process_time() - cpu_started) / repeats
     seconds = statistics.median(s.seconds for s in stats)
     figures = {
-        "seconds_per_update": seconds,
+        "seconds_per_iteration": seconds,
+        "optimizer_steps": stats[0].num_steps,
         # All threads' CPU time: on a shared box, less sensitive to others' load than wall time.
         "cpu_seconds_per_update": cpu_seconds,
         "response_tokens_per_second": stats[0].num_tokens / seconds,
@@ -84,12 +99,9 @@ def tiny(args: argparse.Namespace) -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     backbone = load_backbone(ModelConfig(name_or_path="tiny", device=device))
     model = attach_adapters(backbone.model, LoraConfig())
-    trainer = RoleTrainer(model, backbone.processor, SOLVER,
-                          OptimizationConfig(micro_batch_size=args.micro_batch_size), KLConfig())
-    examples = make_examples(backbone.processor, args.rollouts, args.response_tokens,
-                             args.image_side)
-    report(f"tiny model on {device}, {args.rollouts} x {args.response_tokens} response tokens, "
-           f"{args.image_side}px image", time_updates(trainer, examples, args.repeats))
+    time_modes(model, backbone.processor, args,
+               f"tiny model on {device}, {args.rollouts} x {args.response_tokens} response "
+               f"tokens, {args.image_side}px image")
 
 
 def real_size(args: argparse.Namespace) -> None:
@@ -111,12 +123,10 @@ def real_size(args: argparse.Namespace) -> None:
     if args.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model = attach_adapters(model, LoraConfig())
-    trainer = RoleTrainer(model, processor, SOLVER,
-                          OptimizationConfig(micro_batch_size=args.micro_batch_size), KLConfig())
-    examples = make_examples(processor, args.rollouts, args.response_tokens, args.image_side)
-    report(f"Qwen2.5-VL-7B shapes, random bf16 weights, {torch.cuda.get_device_name()}, "
-           f"{args.rollouts} x {args.response_tokens} response tokens, {args.image_side}px image, "
-           f"micro-batch {args.micro_batch_size}", time_updates(trainer, examples, args.repeats))
+    time_modes(model, processor, args,
+               f"Qwen2.5-VL-7B shapes, random bf16 weights, {torch.cuda.get_device_name()}, "
+               f"{args.rollouts} x {args.response_tokens} response tokens, {args.image_side}px "
+               f"image, micro-batch {args.micro_batch_size}")
 
 
 def report(label: str, figures: dict) -> None:
@@ -129,16 +139,20 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real-size", action="store_true")
     parser.add_argument("--rollouts", type=int, default=5)
-    parser.add_argument("--response-tokens", type=int, default=None,
-                        help="per rollout (default: 64 tiny, 512 real size)")
+    parser.add_argument("--response-tokens", type=int, default=256,
+                        help="per rollout (the Solver's max_new_tokens)")
+    parser.add_argument("--modes", default="per_rollout,batched",
+                        help="comma-separated update modes to time")
     parser.add_argument("--image-side", type=int, default=None,
                         help="pixels (default: 112 tiny, 448 real size)")
     parser.add_argument("--micro-batch-size", type=int, default=5)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--gradient-checkpointing", action="store_true")
     args = parser.parse_args()
-    if args.response_tokens is None:
-        args.response_tokens = 512 if args.real_size else 64
+    args.modes = [mode.strip() for mode in args.modes.split(",") if mode.strip()]
+    unknown = set(args.modes) - {"per_rollout", "batched"}
+    if unknown or not args.modes:
+        parser.error(f"--modes takes per_rollout and/or batched, got {args.modes}")
     if args.image_side is None:
         args.image_side = 448 if args.real_size else 112
     (real_size if args.real_size else tiny)(args)

@@ -9,7 +9,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from ireasoner.config import ConfigError, load_config
+from ireasoner.config import ConfigError, load_config, training_summary
 from ireasoner.inspect.queries import NotInRun
 from storage import ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
@@ -179,6 +179,8 @@ def _config(args: argparse.Namespace) -> int:
     trainer_spec(cfg.trainer.kind)
     print(yaml.safe_dump(cfg.to_dict(), sort_keys=False), end="")
     print(f"# fingerprint {cfg.fingerprint()}")
+    for line in training_summary(cfg):
+        print(f"# {line}")
     return 0
 
 

@@ -15,7 +15,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from ireasoner.rewards.config import RewardConfig
 
@@ -25,16 +33,33 @@ LANGUAGE_MODEL_LORA_TARGETS = (
     r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 )
 
+# The authors' instructions (spec §4), which the step reward depends on: numbered steps, one
+# concrete claim each, nothing outside the tags, the question last. Replace either with any
+# exact wording through solver.prompt / proposer.prompt.
 DEFAULT_SOLVER_PROMPT = (
-    "{question}\n\n"
-    "Reason about the image step by step. Write your reasoning inside <think> </think> as "
-    "numbered steps, one per line (Step 1: ..., Step 2: ...), then give only the final answer "
-    "inside <answer> </answer>."
+    "Answer the question about the image. Reason inside <think> </think> in numbered steps, "
+    "one per line, written as \"Step 1: ...\", \"Step 2: ...\", and so on. Each step states "
+    "one concrete visual or structural claim about the image (what is shown, where, how many, "
+    "which value), not a restatement of the question. Then give only the short final answer "
+    "(a number, a word, a short phrase or an option letter) inside <answer> </answer>. Write "
+    "nothing outside these two tags.\n\n"
+    "Example:\n"
+    "<think>\n"
+    "Step 1: The chart has three bars labelled A, B and C.\n"
+    "Step 2: Bar B reaches 40, above A at 25 and C at 10.\n"
+    "Step 3: So B is the largest value, 40.\n"
+    "</think>\n"
+    "<answer>40</answer>\n\n"
+    "Question: {question}"
 )
 DEFAULT_PROPOSER_PROMPT = (
-    "Look at the image and ask one challenging question that can be answered from what the "
-    "image shows, with a single short answer (a number, a word or an option letter). "
-    "Write only the question, inside <question> </question>."
+    "Look at the image and write one question about it that has a single short answer (a "
+    "number, a word, a short phrase or an option letter) and can be answered from the image "
+    "alone. The question must not be ambiguous, must not be trivial counting, must not contain "
+    "or hint at its answer, and must make units clear when the answer is numeric. Keep it to "
+    "one or two sentences. Write the question inside <question> </question>, then a brief "
+    "reason why it is non-trivial but solvable from the image inside <rationale> </rationale>. "
+    "Write nothing else."
 )
 
 
@@ -116,6 +141,9 @@ class ProposerConfig(Section):
     temperature: float = Field(1.0, ge=0)
     top_p: float = Field(1.0, gt=0, le=1)
     update_every: int = Field(5, ge=1)
+    # update_iteration: each update trains on that iteration's questions only (published);
+    # since_last_update: on every question asked since the previous update.
+    train_on: Literal["update_iteration", "since_last_update"] = "update_iteration"
     # What to do with a proposal that has no <question>: skip the image, or ask this instead.
     on_unparsable: Literal["skip", "fallback_question"] = "fallback_question"
     fallback_question: str = "What is the largest value shown in the image?"
@@ -136,9 +164,13 @@ class SolverConfig(Section):
 
 
 class OptimizationConfig(Section):
-    # 0 is allowed: a control run that samples, rewards and steps but never moves the policy
-    # (benchmarks/learning.py).
+    # lr = 0 is a valid control run: the same passes, the adapters never move.
     lr: float = Field(1e-6, ge=0, le=1)
+    # per_rollout: one AdamW step per rollout, β and b after each (the published update, spec
+    # §4); batched: one step per iteration on the mean loss (fewer passes, ~N x fewer steps).
+    update: Literal["per_rollout", "batched"] = "per_rollout"
+    # log π(y) of the loss as the token mean (published) or the token sum (Eq. 7 literally).
+    token_reduction: Literal["mean", "sum"] = "mean"
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     micro_batch_size: int = Field(5, ge=1)
@@ -308,12 +340,24 @@ class Config(Section):
     ivr: IVRConfig = IVRConfig()
 
     @model_validator(mode="after")
-    def _cross_section(self) -> Config:
+    def _cross_section(self, info: ValidationInfo) -> Config:
         if self.rollout.max_lora_rank < self.lora.rank:
             raise ValueError(
                 f"rollout.max_lora_rank ({self.rollout.max_lora_rank}) must be >= lora.rank "
                 f"({self.lora.rank}): vLLM could not load the adapter"
             )
+        # A stored run trains on as it was configured (a v1 run's absolute λ counts may
+        # outlast a short schedule); a new config must let λ reach λ_max.
+        stored = bool((info.context or {}).get("stored"))
+        rewards, iterations = self.rewards, self.schedule.iterations
+        if not stored and rewards.lambda_mode == "schedule" and rewards.lambda_max > 0:
+            warm, ramp = rewards.lambda_span(iterations)
+            if warm + ramp > iterations:
+                raise ValueError(
+                    f"λ never reaches rewards.lambda_max within schedule.iterations "
+                    f"({iterations}): rewards.warmup_iterations/ramp_iterations (or "
+                    f"rewards.warmup_fraction/ramp_fraction) give T_warm {warm} + T_ramp "
+                    f"{ramp} = {warm + ramp}; shorten them or use the fractions")
         return self
 
     def to_dict(self) -> dict[str, Any]:
@@ -349,9 +393,10 @@ def load_config(paths: list[str | Path] | str | Path | None = None,
     return config_from_dict(merged)
 
 
-def config_from_dict(data: dict[str, Any]) -> Config:
+def config_from_dict(data: dict[str, Any], *, stored: bool = False) -> Config:
+    """Validate; `stored` marks a run's own config (checks for new runs only are skipped)."""
     try:
-        return Config.model_validate(data)
+        return Config.model_validate(data, context={"stored": stored})
     except ValidationError as err:
         raise ConfigError(_describe(err)) from None
 
@@ -454,11 +499,45 @@ RESUME_NEUTRAL_KEYS = (
 )
 
 
+# λ's span is compared resolved (T_warm, T_ramp), not key by key: fractions of a longer
+# schedule.iterations are another span, absolute counts equal to the old span are the same.
+LAMBDA_SPAN_KEYS = ("rewards.warmup_fraction", "rewards.ramp_fraction",
+                    "rewards.warmup_iterations", "rewards.ramp_iterations")
+LAMBDA_SPAN = "rewards λ span (T_warm, T_ramp)"
+
+
 def training_changes(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple]:
     """The keys whose change would make a resumed run train differently."""
-    return {
+    changed = {
         key: values
         for key, values in diff_configs(old, new).items()
-        if not any(key == k or (k.endswith(".") and key.startswith(k))
-                   for k in RESUME_NEUTRAL_KEYS)
+        if key not in LAMBDA_SPAN_KEYS
+        and not any(key == k or (k.endswith(".") and key.startswith(k))
+                    for k in RESUME_NEUTRAL_KEYS)
     }
+    spans = [lambda_span_of(c) for c in (old, new)]
+    if spans[0] != spans[1]:
+        changed[LAMBDA_SPAN] = (spans[0], spans[1])
+    return changed
+
+
+def lambda_span_of(config: dict[str, Any]) -> tuple[int, int]:
+    rewards = RewardConfig.model_validate(config.get("rewards", {}))
+    return rewards.lambda_span(config.get("schedule", {}).get("iterations", 2500))
+
+
+def training_summary(cfg: Config) -> list[str]:
+    """What `ireasoner config` prints under the YAML: how this config trains, resolved."""
+    opt, rewards = cfg.optimization, cfg.rewards
+    warm, ramp = rewards.lambda_span(cfg.schedule.iterations)
+    steps = {"per_rollout": "one AdamW step per rollout (published)",
+             "batched": "one AdamW step per iteration on the mean loss"}[opt.update]
+    return [
+        f"update: {opt.update}: {steps}",
+        f"token reduction: {opt.token_reduction} of the response's token log-probs",
+        f"λ: 0 until iteration {warm}, then to {rewards.lambda_max} over {ramp} iterations "
+        f"(mode {rewards.lambda_mode}, of {cfg.schedule.iterations})",
+        f"proposer trains on: {cfg.proposer.train_on}, every {cfg.proposer.update_every} "
+        "iterations",
+        f"proposer reward: g(H_p), unparsable answers {rewards.proposer_unparsable}",
+    ]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 SEVERITY = ("no_answer", "truncated", "empty_answer", "no_steps", "no_think")
 
 # "<answer>", "</ Answer >", ... ; the bounded \s{0,4} keep the scan linear.
-_TAG = re.compile(r"<\s{0,4}(/?)\s{0,4}(think|answer|step|question)\s{0,4}>", re.IGNORECASE)
+_TAG = re.compile(r"<\s{0,4}(/?)\s{0,4}(think|answer|step|question|rationale)\s{0,4}>", re.IGNORECASE)
 # A line (after leading markdown "- * # >") that opens a step: "Step 3", "3." or "3)", with an
 # optional "**", then ":", ".", "-" or ")"; group "rest" is the step's own text.
 _LINE_MARKER = re.compile(
@@ -59,6 +59,9 @@ class TraceParse:
 class QuestionParse:
     question: str | None
     status: str  # "ok", "no_question", "empty_question", or "truncated" (tag never closed)
+    # The Proposer's <rationale> (why the question is non-trivial but solvable): stored in the
+    # questions table for inspection, never shown to the Solver. None when absent or empty.
+    rationale: str | None = None
 
 
 @dataclass(frozen=True)
@@ -101,14 +104,24 @@ def parse_trace(text: str, max_steps: int) -> TraceParse:
 
 
 def parse_question(text: str) -> QuestionParse:
-    """The body of the last complete `<question>` of a Proposer output, stripped."""
-    block = _chosen_block(list(_TAG.finditer(text)), "question", len(text))
+    """The body of the last complete `<question>` of a Proposer output, stripped, and the body
+    of its last `<rationale>`."""
+    tags = list(_TAG.finditer(text))
+    rationale_block = _chosen_block(tags, "rationale", len(text))
+    rationale = None
+    if rationale_block is not None:
+        body = text[rationale_block.body_start : rationale_block.body_end]
+        rationale = _TAG.sub(" ", body).strip() or None
+    block = _chosen_block(tags, "question", len(text))
     if block is None:
-        return QuestionParse(None, "no_question")
-    question = _TAG.sub(" ", text[block.body_start : block.body_end]).strip()
+        return QuestionParse(None, "no_question", rationale)
+    end = block.body_end
+    if not block.closed and rationale_block is not None and rationale_block.start > block.start:
+        end = rationale_block.start  # an unclosed question ends where the rationale begins
+    question = _TAG.sub(" ", text[block.body_start : end]).strip()
     if not question:
-        return QuestionParse(None, "empty_question")
-    return QuestionParse(question, "ok" if block.closed else "truncated")
+        return QuestionParse(None, "empty_question", rationale)
+    return QuestionParse(question, "ok" if block.closed else "truncated", rationale)
 
 
 def _issues(answer_block: _Block | None, answer: str | None, steps: list[str],

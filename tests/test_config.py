@@ -6,11 +6,15 @@ import pytest
 import yaml
 
 from ireasoner.config import (
+    LAMBDA_SPAN,
+    LAMBDA_SPAN_KEYS,
     Config,
     ConfigError,
+    config_from_dict,
     load_config,
     parse_override,
     training_changes,
+    training_summary,
 )
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
@@ -34,7 +38,10 @@ def test_paper_config_matches_the_papers_setting():
     assert cfg.schedule.iterations == 2500 and cfg.proposer.update_every == 5
     assert cfg.rewards.lambda_max == 0.7 and cfg.rewards.max_steps == 8
     # 30% warm-up, ramp over the remaining 70%.
-    assert (cfg.rewards.warmup_iterations, cfg.rewards.ramp_iterations) == (750, 1750)
+    assert cfg.rewards.lambda_span(cfg.schedule.iterations) == (750, 1750)
+    # The published update (spec §4).
+    assert (cfg.optimization.update, cfg.optimization.token_reduction) == ("per_rollout", "mean")
+    assert cfg.proposer.train_on == "update_iteration"
     assert (cfg.optimization.lr, cfg.optimization.weight_decay) == (1e-6, 0.01)
     assert cfg.optimization.grad_clip == 1.0 and cfg.optimization.precision == "bfloat16"
 
@@ -51,6 +58,8 @@ def test_each_ablation_overlay_differs_from_the_base_only_where_its_row_says(ove
     combined = load_config([CONFIGS / "paper.yaml", overlay]).to_dict()
     declared = yaml.safe_load(overlay.read_text())
     expected = {f"{section}.{key}" for section, body in declared.items() for key in body}
+    if expected & set(LAMBDA_SPAN_KEYS):  # λ's span is compared resolved
+        expected = (expected - set(LAMBDA_SPAN_KEYS)) | {LAMBDA_SPAN}
     changed = set(training_changes(base, combined))
     # steps_8 restates the default; every other overlay changes exactly what it names.
     assert changed <= expected
@@ -127,8 +136,13 @@ def test_missing_file_and_non_mapping_yaml_are_clear_errors(tmp_path):
 
 def test_resume_neutral_keys_are_not_training_changes():
     base = Config().to_dict()
-    longer = load_config(None, ["schedule.iterations=5000", "evaluation.every=10"]).to_dict()
-    assert training_changes(base, longer) == {}
+    longer = load_config(None, ["schedule.iterations=5000", "evaluation.every=10",
+                                "rewards.warmup_iterations=750",
+                                "rewards.ramp_iterations=1750"]).to_dict()
+    assert training_changes(base, longer) == {}  # the same λ span, now absolute
+    # With λ's span as fractions a longer run is another span: a training change.
+    fractions = load_config(None, ["schedule.iterations=5000"]).to_dict()
+    assert training_changes(base, fractions) == {LAMBDA_SPAN: ((750, 1750), (1500, 3500))}
     different = load_config(None, ["rewards.alpha=1.0"]).to_dict()
     assert training_changes(base, different) == {"rewards.alpha": (0.7, 1.0)}
 
@@ -144,3 +158,39 @@ def test_compact_every_is_validated_and_resume_neutral():
     never = load_config(None, ["storage.compact_every=0"])
     assert (Config().storage.compact_every, never.storage.compact_every) == (100, 0)
     assert training_changes(Config().to_dict(), never.to_dict()) == {}
+
+
+def test_update_keys_default_to_the_published_update_and_are_validated():
+    cfg = Config()
+    assert (cfg.optimization.update, cfg.optimization.token_reduction) == ("per_rollout", "mean")
+    assert cfg.proposer.train_on == "update_iteration"
+    assert cfg.rewards.proposer_unparsable == "singleton"
+    assert load_config(None, ["optimization.lr=0"]).optimization.lr == 0  # a control run
+    with pytest.raises(ConfigError, match="optimization.update"):
+        load_config(None, ["optimization.update=per_batch"])
+    with pytest.raises(ConfigError, match="optimization.token_reduction"):
+        load_config(None, ["optimization.token_reduction=max"])
+
+
+def test_a_lambda_schedule_that_never_reaches_lambda_max_names_the_keys():
+    with pytest.raises(ConfigError, match="rewards.warmup_iterations") as err:
+        load_config(None, ["schedule.iterations=100", "rewards.warmup_iterations=750",
+                           "rewards.ramp_iterations=1750"])
+    assert "schedule.iterations" in str(err.value)
+    with pytest.raises(ConfigError, match="warmup_fraction"):
+        load_config(None, ["rewards.warmup_fraction=0.5", "rewards.ramp_fraction=0.6"])
+    # A stored run (a v1 run's absolute counts on a short schedule) trains on as it was.
+    stored = load_config(None).to_dict()
+    stored["schedule"]["iterations"] = 10
+    stored["rewards"].update(warmup_iterations=750, ramp_iterations=1750)
+    assert config_from_dict(stored, stored=True).rewards.warmup_iterations == 750
+    with pytest.raises(ConfigError):
+        config_from_dict(stored)
+
+
+def test_training_summary_names_the_update_mode_and_lambda_span():
+    lines = "\n".join(training_summary(load_config(CONFIGS / "smoke.yaml")))
+    assert "per_rollout" in lines and "mean" in lines
+    assert "0 until iteration 2, then to 0.7 over 4 iterations" in lines
+    batched = load_config([CONFIGS / "smoke.yaml", CONFIGS / "ablations" / "batched_update.yaml"])
+    assert "update: batched" in training_summary(batched)[0]

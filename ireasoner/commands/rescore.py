@@ -60,7 +60,7 @@ def rescore_run(run: str | Path, overlays: list[str], overrides: list[str],
     for iteration in iterations:
         scored = score_iteration(source.read_table(QUESTIONS.name, iteration),
                                  source.read_table(ROLLOUTS.name, iteration), embedder,
-                                 config.rewards, iteration)
+                                 config.rewards, iteration, config.schedule.iterations)
         for name in ("steps", "rewards", "groups"):
             target.write_table(name, iteration, getattr(scored, name))
     atomic_write_json(target.manifest_path, {

@@ -25,8 +25,9 @@ from transformers import (
     Qwen2VLVideoProcessor,
 )
 
-from ireasoner.config import DEFAULT_PROPOSER_PROMPT, DEFAULT_SOLVER_PROMPT, default_cache_dir
+from ireasoner.config import default_cache_dir
 from ireasoner.data.synthetic import generate_samples
+from ireasoner.model.warmup import TINY_PROPOSER_PROMPT, TINY_SOLVER_PROMPT
 
 # Bump whenever the recipe below changes: it names the cache directory, so stale builds are
 # never reused.
@@ -98,7 +99,7 @@ _CORPUS_IMAGES = 200
 def tokenizer_corpus(seed: int = 0) -> list[str]:
     """Texts the tiny tokenizer learns its merges from: the project's prompts, the format tags
     and the questions, steps and answers written for synthetic images."""
-    texts = [DEFAULT_PROPOSER_PROMPT, DEFAULT_SOLVER_PROMPT, *_FORMAT_TEXTS]
+    texts = [TINY_PROPOSER_PROMPT, TINY_SOLVER_PROMPT, *_FORMAT_TEXTS]
     for sample in generate_samples(_CORPUS_IMAGES, seed=seed, size=(64, 64)):
         for item in sample.qa:
             texts.extend([item.question, *item.steps, item.answer])

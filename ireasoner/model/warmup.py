@@ -20,6 +20,23 @@ from ireasoner.parsing import parse_trace
 from ireasoner.policy.sft import SFTExample, sft_train
 from ireasoner.prompts import proposer_text, render, solver_text, suppressed_token_ids
 
+# The prompts the tiny model was warmed up on (the project's defaults before issue 14), frozen:
+# the tiny model answers in format under these, not under today's defaults. configs/smoke.yaml
+# and the tests that sample from the tiny model set them.
+TINY_SOLVER_PROMPT = (
+    "{question}\n\n"
+    "Reason about the image step by step. Write your reasoning inside <think> </think> as "
+    "numbered steps, one per line (Step 1: ..., Step 2: ...), then give only the final answer "
+    "inside <answer> </answer>."
+)
+TINY_PROPOSER_PROMPT = (
+    "Look at the image and ask one challenging question that can be answered from what the "
+    "image shows, with a single short answer (a number, a word or an option letter). "
+    "Write only the question, inside <question> </question>."
+)
+TINY_SOLVER = SolverConfig(prompt=TINY_SOLVER_PROMPT)
+TINY_PROPOSER = ProposerConfig(prompt=TINY_PROPOSER_PROMPT)
+
 WARMUP_IMAGE_SIZE = (84, 84)  # 9 image tokens: long enough to matter, short enough for CPU
 WARMUP_IMAGES = 96
 WARMUP_STEPS = 240
@@ -49,7 +66,7 @@ def proposer_response(item: SyntheticQA) -> str:
 
 def warmup_examples(processor, samples: list[SyntheticSample]) -> list[SFTExample]:
     """One Solver example per question and one Proposer example per image."""
-    solver_cfg, proposer_cfg = SolverConfig(), ProposerConfig()
+    solver_cfg, proposer_cfg = TINY_SOLVER, TINY_PROPOSER
     proposer_prompt = render(processor, proposer_text(proposer_cfg))
     examples = []
     for sample in samples:
@@ -72,7 +89,7 @@ def solver_parse_rate(model, processor, samples: list[SyntheticSample], seed: in
     """Fraction of Solver samples (temperature 1.0, one per image, generated as one
     left-padded batch) with numbered steps and a closed answer. The longest warm-up targets
     run to ~130 tokens, so a smaller `max_new_tokens` truncates formatted traces."""
-    solver_cfg = SolverConfig()
+    solver_cfg = TINY_SOLVER
     prompts = [render(processor, solver_text(solver_cfg, s.qa[0].question)) for s in samples]
     inputs = processor(images=[s.image for s in samples], text=prompts, return_tensors="pt",
                        padding=True, padding_side="left")

@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from ireasoner.pipeline.tables import SCHEMA_VERSION, UPDATES, Table, with_version
+from ireasoner.pipeline.tables import QUESTIONS, SCHEMA_VERSION, UPDATES, Table, with_version
 from ireasoner.pipeline.trainer import TrainerSpec
 from storage import ResumeRefused, RunStore, atomic_write_parquet
 from storage.compaction import CHUNK_ROW_GROUP_ROWS
@@ -31,7 +31,17 @@ from storage.layout import HOLDS_KEY, TableFolder
 log = logging.getLogger(__name__)
 
 # dotted key -> the value an older run had in effect before the key existed.
-LEGACY_VALUES: dict[str, Any] = {}
+# v1 (before the published update, issue 14): one step per iteration on the summed log-probs,
+# the Proposer on every question since its last update, unparsable answers out of g's entropy,
+# λ's span as the absolute counts that were then the defaults.
+LEGACY_VALUES: dict[str, Any] = {
+    "optimization.update": "batched",
+    "optimization.token_reduction": "sum",
+    "proposer.train_on": "since_last_update",
+    "rewards.proposer_unparsable": "excluded",
+    "rewards.warmup_iterations": 750,
+    "rewards.ramp_iterations": 1750,
+}
 
 
 def upgrade_config(stored: dict[str, Any]) -> dict[str, Any]:
@@ -94,7 +104,17 @@ def _v1_updates(rewards: pa.Table) -> dict[int, list[dict[str, Any]]]:
     return rows
 
 
-STEPS: dict[int, Callable[[RunStore, TrainerSpec], None]] = {1: _v1_to_v2}
+def _v2_to_v3(store: RunStore, trainer: TrainerSpec) -> None:
+    """v3 (the published update, issue 14) added questions.rationale and updates.nll and
+    updates.grad_norm: older files gain them as nulls."""
+    for table in (QUESTIONS, UPDATES):
+        for path in _files(store, table.name):
+            stored = pq.read_table(path)
+            if not stored.schema.equals(table.schema, check_metadata=False):
+                _rewrite(path, _conform(stored, table))
+
+
+STEPS: dict[int, Callable[[RunStore, TrainerSpec], None]] = {1: _v1_to_v2, 2: _v2_to_v3}
 
 
 def _files(store: RunStore, table: str) -> list:

@@ -43,6 +43,7 @@ def propose(ctx: RunContext, iteration: int) -> dict:
             iteration=iteration, image_index=k, image_id=record.image_id,
             image_sha256=record.sha256, source_ref=record.source_ref, prompt=prompt,
             raw_output=completion.text, question=question, parse_status=status,
+            rationale=parsed.rationale,
             proposer_logprob=float(sum(completion.logprobs)),
             token_ids=completion.token_ids, num_tokens=completion.num_tokens,
             finish_reason=completion.finish_reason,

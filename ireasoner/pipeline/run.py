@@ -15,7 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from ireasoner import __version__
-from ireasoner.config import Config, config_from_dict, deep_merge, training_changes
+from ireasoner.config import (
+    LAMBDA_SPAN,
+    Config,
+    config_from_dict,
+    deep_merge,
+    training_changes,
+)
 from ireasoner.pipeline.migrations import migrate_run, upgrade_config
 from ireasoner.pipeline.tables import SCHEMA_VERSION
 from ireasoner.pipeline.trainer import TrainerSpec
@@ -57,19 +63,26 @@ def resumed_config(store: RunStore, requested: Config) -> Config:
     would make the run train differently."""
     stored = run_config(store)
     explicit = requested.model_dump(mode="json", exclude_unset=True)
-    merged = config_from_dict(deep_merge(stored.to_dict(), explicit))
+    merged = config_from_dict(deep_merge(stored.to_dict(), explicit), stored=True)
     changed = training_changes(stored.to_dict(), merged.to_dict())
     if changed:
         lines = "\n".join(f"  {k}: {a!r} -> {b!r}" for k, (a, b) in changed.items())
+        hint = ""
+        if LAMBDA_SPAN in changed:
+            warm, ramp = changed[LAMBDA_SPAN][0]
+            hint = (f"λ's warm-up and ramp are fractions of schedule.iterations: keep the run's "
+                    f"span with --set rewards.warmup_iterations={warm} "
+                    f"--set rewards.ramp_iterations={ramp}\n")
         raise ResumeRefused(
             f"cannot resume {store.location}: the config changes what is trained:\n{lines}\n"
-            "Resume with the original config, or start a new run with another --run-dir.")
+            f"{hint}Resume with the original config, or start a new run with another "
+            "--run-dir.")
     return merged
 
 
 def run_config(store: RunStore) -> Config:
     """The config the run was trained with, read from its manifest (written by any version)."""
-    return config_from_dict(upgrade_config(store.manifest()["config"]))
+    return config_from_dict(upgrade_config(store.manifest()["config"]), stored=True)
 
 
 def require_current(store: RunStore) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 VERSION_KEY = b"ireasoner.schema_version"
 
 
@@ -68,6 +68,8 @@ QUESTIONS = Table("questions", pa.schema(KEY + [
     pa.field("num_tokens", pa.int32()),
     pa.field("finish_reason", pa.string()),
     pa.field("seed", pa.int64()),
+    # v3: the Proposer's <rationale> (null in migrated runs and for dataset questions).
+    pa.field("rationale", pa.string()),
 ]))
 
 # One row per Solver rollout.
@@ -96,6 +98,10 @@ UPDATES = Table("updates", pa.schema([
     pa.field("kl", pa.float64()),               # token-mean KL of this example, before the step
     pa.field("beta", pa.float64()),
     pa.field("tokens", pa.int32()),
+    # v3 (null in migrated runs): the example's reduced −log π(y|·) and the gradient norm
+    # (before clipping) of the optimizer step that used it.
+    pa.field("nll", pa.float64()),
+    pa.field("grad_norm", pa.float64()),
 ]))
 
 # Records of inputs that were skipped, with the reason: nothing is lost silently.

@@ -15,7 +15,8 @@ from ireasoner.rewards.config import RewardConfig
 class AnswerStats:
     in_group: np.ndarray  # (B, N) bool: rollout i is in the dominant group G
     reward: np.ndarray  # (B, N) r_ans (Eq. 5, or the discrete 1[a_i = â])
-    entropy: np.ndarray  # (B,) H in nats
+    entropy: np.ndarray  # (B,) H in nats (the diagnostic: unparsable answers excluded)
+    proposer_entropy: np.ndarray  # (B,) H_p of g: unparsable answers singletons (spec §3)
     group_fraction: np.ndarray  # (B,) |G| / N
     density: np.ndarray  # (B,) ρ = (|G| / N)^γ, or 1 without density weighting
     dominant_rollout: np.ndarray  # (B,) first rollout of â, -1 when every answer is None
@@ -45,10 +46,18 @@ def answer_stats(codes: np.ndarray, group_sizes: np.ndarray, answer_lengths: np.
         overrun = (answer_lengths - config.length_budget) / config.length_budget
         penalty = 1.0 - config.length_penalty * np.clip(overrun, 0.0, 1.0)
         reward = np.where(valid, share**config.alpha * penalty, 0.0)
+    entropy = np.maximum(entropy, 0.0)  # -0.0 and rounding below zero for one answer
+    if config.proposer_unparsable == "singleton":
+        # Each unparsable rollout is an answer of its own: -(1/N) log(1/N) apiece.
+        unparsable = group_sizes - valid.sum(axis=1)
+        proposer_entropy = entropy + unparsable * np.log(n[:, 0]) / n[:, 0]
+    else:
+        proposer_entropy = entropy
     return AnswerStats(
         in_group=in_group,
         reward=reward,
-        entropy=np.maximum(entropy, 0.0),  # -0.0 and rounding below zero for one answer
+        entropy=entropy,
+        proposer_entropy=proposer_entropy,
         group_fraction=group_fraction,
         density=density,
         dominant_rollout=np.where(has_dominant, first_of_dominant, -1),

@@ -13,23 +13,25 @@ from dataclasses import dataclass
 import numpy as np
 
 from ireasoner.rewards.config import RewardConfig
-from ireasoner.rewards.schedule import lambda_at, proposer_reward
+from ireasoner.rewards.schedule import proposer_reward
 from ireasoner.rewards.step_level import NO_DIRECTION
 
 
 @dataclass(frozen=True)
 class ReferenceScores:
     solver: list[float]  # r_sol of each rollout
-    proposer: float  # g(H)
+    proposer: float  # g(H_p)
     loo: np.ndarray  # (N, J_max) S_ij, NaN where undefined
 
 
 def reference_score_group(answers: Sequence[str | None], embeddings: Sequence[np.ndarray],
-                          lengths: Sequence[float], iteration: int,
+                          lengths: Sequence[float], lam: float,
                           config: RewardConfig) -> ReferenceScores:
     n, depth = len(answers), config.max_steps
     counts = Counter(a for a in answers if a is not None)
     entropy = -sum(c / n * math.log(c / n) for c in counts.values())
+    if config.proposer_unparsable == "singleton":  # H_p: each unparsable answer its own
+        entropy -= sum(1 / n * math.log(1 / n) for a in answers if a is None)
     dominant = max(counts, key=lambda a: (counts[a], -answers.index(a)), default=None)
     group = [i for i in range(n) if answers[i] is not None and answers[i] == dominant]
     density = (len(group) / n) ** config.gamma if config.use_density else 1.0
@@ -68,7 +70,6 @@ def reference_score_group(answers: Sequence[str | None], embeddings: Sequence[np
             total += weight * similarity
             weight_sum += weight
         step_reward[i] = density * total / weight_sum if weight_sum else 0.0
-    lam = lambda_at(iteration, config)
     solver = [(1 - lam) * a + lam * s for a, s in zip(answer_reward, step_reward, strict=True)]
     return ReferenceScores(solver, float(proposer_reward(entropy, config)), loo)
 

@@ -7,8 +7,9 @@ import numpy as np
 from ireasoner.rewards.config import RewardConfig
 
 
-def lambda_at(iteration: int, config: RewardConfig) -> float:
-    """λ(t): 0 up to T_warm, then linear to λ_max over T_ramp more iterations.
+def lambda_at(iteration: int, config: RewardConfig, run_iterations: int) -> float:
+    """λ(t): 0 up to T_warm, then linear to λ_max over T_ramp more iterations, with
+    (T_warm, T_ramp) = config.lambda_span(run_iterations) (schedule.iterations).
 
     ramp_iterations = 0 makes the ramp a step to λ_max at t = T_warm, so warmup_iterations = 0
     with ramp_iterations = 0 is the paper's "w/o warmup" (λ = λ_max from t = 0).
@@ -20,10 +21,11 @@ def lambda_at(iteration: int, config: RewardConfig) -> float:
         return 0.0
     if config.lambda_mode == "step_only":
         return 1.0
-    past_warmup = iteration - config.warmup_iterations
-    if config.ramp_iterations == 0:
+    warmup, ramp = config.lambda_span(run_iterations)
+    past_warmup = iteration - warmup
+    if ramp == 0:
         return config.lambda_max if past_warmup >= 0 else 0.0
-    return config.lambda_max * min(max(past_warmup / config.ramp_iterations, 0.0), 1.0)
+    return config.lambda_max * min(max(past_warmup / ramp, 0.0), 1.0)
 
 
 def proposer_reward(entropy: float | np.ndarray, config: RewardConfig) -> float | np.ndarray:

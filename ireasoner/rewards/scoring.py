@@ -16,7 +16,7 @@ import numpy as np
 
 from ireasoner.rewards.answer_level import AnswerStats, answer_stats
 from ireasoner.rewards.config import RewardConfig
-from ireasoner.rewards.schedule import lambda_at, proposer_reward
+from ireasoner.rewards.schedule import proposer_reward
 from ireasoner.rewards.step_level import RaggedSteps, StepAgreement, step_agreement
 
 # One question's rollouts: normalised answers (None = unparsable), (J_i, d) step embeddings,
@@ -49,20 +49,22 @@ class GroupScores:
 
 
 def score_group(answers: Sequence[str | None], step_embeddings: Sequence[np.ndarray],
-                answer_lengths: Sequence[int] | np.ndarray, iteration: int,
+                answer_lengths: Sequence[int] | np.ndarray, lam: float,
                 config: RewardConfig) -> GroupScores:
     """Rewards of one group; see `score_batch`."""
-    return score_batch([(answers, step_embeddings, answer_lengths)], iteration, config)[0]
+    return score_batch([(answers, step_embeddings, answer_lengths)], lam, config)[0]
 
 
-def score_batch(groups: Sequence[Group], iteration: int,
+def score_batch(groups: Sequence[Group], lam: float,
                 config: RewardConfig) -> list[GroupScores]:
     """Rewards of many groups, computed together; one `GroupScores` per group, in order.
+    `lam` is λ(t) of Eq. 6 (`lambda_at` of the iteration and the run's length).
 
     Embeddings need not be normalised; a zero or non-finite row is a step with similarity 0.
     Rollouts with more than `config.max_steps` steps keep their first `max_steps`.
     """
-    lam = lambda_at(iteration, config)
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam (λ of Eq. 6) must lie in [0, 1], got {lam}")
     if not groups:
         return []
     batch = _prepare(groups)
@@ -179,7 +181,7 @@ def _combine(answers: AnswerStats, agreement: StepAgreement, batch: _Batch, lam:
         "step": step,
         "solver": (1.0 - lam) * answers.reward + lam * step,
         "in_group": answers.in_group,
-        "proposer": proposer_reward(answers.entropy, config),
+        "proposer": proposer_reward(answers.proposer_entropy, config),
         "entropy": answers.entropy,
         "density": answers.density,
         "lam": np.full(len(batch.sizes), lam),

@@ -6,10 +6,11 @@ import pytest
 import torch
 from peft import PeftModel
 
-from ireasoner.config import LoraConfig, RolloutConfig, SolverConfig
+from ireasoner.config import LoraConfig, RolloutConfig
 from ireasoner.engines import AdapterRef, GenerationRequest, SamplingSpec, make_engine
 from ireasoner.engines.transformers_engine import LoopStop, TransformersEngine
 from ireasoner.model.loading import load_backbone
+from ireasoner.model.warmup import TINY_SOLVER
 from ireasoner.policy.adapters import PROPOSER, SOLVER, attach_adapters, use_adapter
 from ireasoner.policy.logprobs import response_logprobs
 from ireasoner.prompts import render, solver_text, suppressed_token_ids
@@ -44,7 +45,7 @@ def engine(backbone, policy) -> TransformersEngine:
 def requests(tiny_images) -> list[GenerationRequest]:
     questions = ["How many bars are there?", "What is the largest value?"]
     return [
-        GenerationRequest(image, solver_text(SolverConfig(), question), seed=7 + i)
+        GenerationRequest(image, solver_text(TINY_SOLVER, question), seed=7 + i)
         for i, (image, question) in enumerate(zip(tiny_images, questions, strict=False))
     ]
 
@@ -65,7 +66,7 @@ def mixed_requests(tiny_images) -> list[GenerationRequest]:
     questions = ["How many bars are there?", "Is it red?",
                  "Which bar is the tallest one, and by how much does it exceed the shortest?"]
     return [
-        GenerationRequest(image, solver_text(SolverConfig(), question), seed=21 + i)
+        GenerationRequest(image, solver_text(TINY_SOLVER, question), seed=21 + i)
         for i, (image, question) in enumerate(zip(tiny_images, questions, strict=True))
     ]
 

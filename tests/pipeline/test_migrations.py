@@ -19,7 +19,7 @@ from ireasoner.inspect.queries import NotInRun
 from ireasoner.inspect.traces import format_traces
 from ireasoner.pipeline import migrations
 from ireasoner.pipeline.run import run_config
-from ireasoner.pipeline.tables import SCHEMA_VERSION
+from ireasoner.pipeline.tables import QUESTIONS, SCHEMA_VERSION
 from ireasoner.trainers.registry import trainer_spec
 from storage import ResumeRefused, RunStore
 
@@ -55,8 +55,11 @@ def test_migration_moves_the_advantage_and_gives_each_trainer_its_metrics(kind, 
     trainer = trainer_spec(kind)
     assert manifest["schema_version"] == SCHEMA_VERSION and manifest["migrated_from"] == 1
     assert store.stages() == trainer.stage_names and store.completed_iterations() == 2
-    for table in ("questions", "rollouts"):
-        assert _frame(run, table).equals(before[table]), table
+    questions = _frame(run, "questions")
+    assert questions.columns == QUESTIONS.schema.names  # v3: a null rationale
+    assert questions["rationale"].is_null().all()
+    assert questions.drop("rationale").equals(before["questions"])
+    assert _frame(run, "rollouts").equals(before["rollouts"])
     metrics = _frame(run, "metrics")
     assert metrics.columns == trainer.metrics.schema.names
     for column in set(metrics.columns) & set(before["metrics"].columns):  # values kept

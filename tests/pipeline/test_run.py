@@ -66,9 +66,20 @@ def test_resume_with_a_training_change_names_the_keys(tmp_path):
     assert "optimization.lr" in str(err.value) and "--run-dir" in str(err.value)
 
 
-def test_resume_may_extend_the_run(tmp_path):
+def test_extending_a_run_with_a_fraction_schedule_is_refused_with_the_absolute_span(tmp_path):
     open_run(RunStore(tmp_path), load_config(None), trainer_spec, resume=False)
     longer = load_config(None, ["schedule.iterations=9999"])
+    with pytest.raises(ResumeRefused) as err:
+        open_run(RunStore(tmp_path), longer, trainer_spec, resume=True)
+    assert "(750, 1750) -> (3000, 6999)" in str(err.value)
+    assert "--set rewards.warmup_iterations=750 --set rewards.ramp_iterations=1750" in str(
+        err.value)
+
+
+def test_resume_may_extend_the_run(tmp_path):
+    open_run(RunStore(tmp_path), load_config(None), trainer_spec, resume=False)
+    longer = load_config(None, ["schedule.iterations=9999", "rewards.warmup_iterations=750",
+                                "rewards.ramp_iterations=1750"])
     resumed, _ = open_run(RunStore(tmp_path), longer, trainer_spec, resume=True)
     assert resumed.schedule.iterations == 9999
     assert run_config(RunStore(tmp_path)).schedule.iterations == 9999

@@ -24,10 +24,10 @@ LORA = LoraConfig(rank=4, alpha=8, dropout=0.1)  # dropout on: resuming must rep
 OPTIMIZATION = OptimizationConfig(lr=1e-2, micro_batch_size=2)
 
 
-def build(backbone: Backbone, lora: LoraConfig = LORA):
+def build(backbone: Backbone, lora: LoraConfig = LORA, optimization=OPTIMIZATION):
     """A private copy of the tiny backbone with both adapters and their trainers."""
     model = attach_adapters(copy.deepcopy(backbone.model), lora)
-    trainers = [RoleTrainer(model, backbone.processor, role, OPTIMIZATION, KLConfig())
+    trainers = [RoleTrainer(model, backbone.processor, role, optimization, KLConfig())
                 for role in ("solver", "proposer")]
     return model, trainers
 
@@ -56,9 +56,11 @@ def assert_identical(left, right):
 
 
 @pytest.mark.slow  # several forward and backward passes
+@pytest.mark.parametrize("update", ["per_rollout", "batched"])
 def test_resume_continues_exactly_like_the_uninterrupted_run(tiny_backbone, tiny_images,
-                                                             tmp_path):
-    model, trainers = build(tiny_backbone)
+                                                             tmp_path, update):
+    optimization = OPTIMIZATION.model_copy(update={"update": update})
+    model, trainers = build(tiny_backbone, optimization=optimization)
     solver, proposer = trainers
     processor = solver.processor
     solver.update(batch(processor, tiny_images, [1.0, 0.0, 0.5]))
@@ -67,12 +69,14 @@ def test_resume_continues_exactly_like_the_uninterrupted_run(tiny_backbone, tiny
     continued = solver.update(batch(processor, tiny_images, [0.0, 1.0, 0.7]))
     expected = snapshot(model, trainers)
 
-    model, trainers = build(tiny_backbone)
+    model, trainers = build(tiny_backbone, optimization=optimization)
     load_policy_state(tmp_path / "state", model, trainers)
     resumed = trainers[0].update(batch(processor, tiny_images, [0.0, 1.0, 0.7]))
 
     assert (resumed.loss, resumed.kl, resumed.beta, resumed.baseline, resumed.step) == (
         continued.loss, continued.kl, continued.beta, continued.baseline, continued.step)
+    assert resumed.examples == continued.examples  # every step's b, β, NLL, KL, grad norm
+    assert resumed.step == (6 if update == "per_rollout" else 2)
     actual = snapshot(model, trainers)
     assert_identical(actual[0], expected[0])
     assert_identical(actual[1], expected[1])

@@ -173,3 +173,18 @@ def test_question_is_the_last_complete_one_stripped():
 def test_parse_question_statuses(text, question, status):
     parse = parse_question(text)
     assert (parse.question, parse.status) == (question, status)
+
+
+@pytest.mark.parametrize(("text", "question", "rationale", "status"), [
+    ("<question>Which bar is tallest?</question>\n<rationale>Needs comparing heights."
+     "</rationale>", "Which bar is tallest?", "Needs comparing heights.", "ok"),
+    ("<question>Which bar is tallest?</question>", "Which bar is tallest?", None, "ok"),
+    ("<question>Which bar?</question><rationale>  </rationale>", "Which bar?", None, "ok"),
+    # An unclosed question ends where the rationale begins: never a question with its reason.
+    ("<question>Which bar is tallest?<rationale>Compare them.</rationale>",
+     "Which bar is tallest?", "Compare them.", "truncated"),
+    ("<rationale>Only a reason.</rationale>", None, "Only a reason.", "no_question"),
+])
+def test_the_rationale_is_parsed_apart_from_the_question(text, question, rationale, status):
+    parse = parse_question(text)
+    assert (parse.question, parse.rationale, parse.status) == (question, rationale, status)

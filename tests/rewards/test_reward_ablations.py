@@ -4,7 +4,7 @@ the term it names."""
 import numpy as np
 import pytest
 
-from ireasoner.rewards import RewardConfig, score_group
+from ireasoner.rewards import RewardConfig, lambda_at, score_group
 
 RNG = np.random.default_rng(7)
 # Three rollouts agree on "a" (10 steps each, so J_max matters), one says "b", one is unparsable.
@@ -12,11 +12,11 @@ GROUP = (["a", "a", "a", "b", None],
          [RNG.normal(size=(10, 6)).astype(np.float32) + 1.0 for _ in range(5)],
          [20, 100, 200, 30, 10])
 FULL = RewardConfig()
-LATE, EARLY = 2500, 0
+LATE, EARLY = 2500, 0  # iterations of a 2500-iteration run
 
 
 def scores(config=FULL, iteration=LATE):
-    return score_group(*GROUP, iteration, config)
+    return score_group(*GROUP, lambda_at(iteration, config, 2500), config)
 
 
 def test_soft_majority_only_is_the_answer_reward():
@@ -40,7 +40,7 @@ def test_discrete_reward_is_dominant_group_membership_and_keeps_the_step_term():
 
 
 def test_without_warmup_lambda_is_lambda_max_from_the_start():
-    config = RewardConfig(warmup_iterations=0, ramp_iterations=0)
+    config = RewardConfig(warmup_fraction=0, ramp_fraction=0)
     assert scores(config, EARLY).lam == pytest.approx(0.7)
     assert scores(FULL, EARLY).lam == 0.0
 

@@ -8,7 +8,7 @@ import pytest
 from ireasoner.rewards import RewardConfig, lambda_at, proposer_reward, score_group
 
 DEFAULT = RewardConfig()
-LATE = 2500  # past warmup and ramp: λ = λ_max = 0.7
+LATE = 0.7  # λ past warmup and ramp: λ_max
 
 
 def rows(*vectors):
@@ -27,8 +27,9 @@ def test_eq1_answer_distribution_counts_invalid_answers_in_n_only():
     scores = score_group(*flat_group(["a", "a", "b", None, "a"]), LATE, DEFAULT)
     p_a, p_b = 3 / 5, 1 / 5  # None counts in N = 5, not in the support
     assert scores.entropy == pytest.approx(-(p_a * math.log(p_a) + p_b * math.log(p_b)))
-    assert scores.proposer == pytest.approx(
-        math.exp(-((scores.entropy - 0.90) ** 2) / (2 * 0.35**2)))
+    # g uses H_p, where the unparsable answer is a singleton of its own (spec §3).
+    h_p = scores.entropy + math.log(5) / 5
+    assert scores.proposer == pytest.approx(math.exp(-((h_p - 0.90) ** 2) / (2 * 0.35**2)))
 
 
 def test_eq2_dominant_group_and_density():
@@ -117,18 +118,69 @@ def test_eq6_mixing_with_the_schedule():
     group = three_agreeing_rollouts_and_one_outlier()
     for iteration, lam in [(0, 0.0), (750, 0.0), (1000, 0.7 * 250 / 1750), (2500, 0.7),
                            (9999, 0.7)]:
-        scores = score_group(*group, iteration, DEFAULT)
+        assert lambda_at(iteration, DEFAULT, 2500) == pytest.approx(lam)
+        scores = score_group(*group, lambda_at(iteration, DEFAULT, 2500), DEFAULT)
         assert scores.lam == pytest.approx(lam)
         np.testing.assert_allclose(scores.solver, (1 - lam) * scores.answer + lam * scores.step)
 
 
 def test_lambda_schedule_modes():
-    assert lambda_at(10_000, RewardConfig(lambda_mode="answer_only")) == 0.0
-    assert lambda_at(0, RewardConfig(lambda_mode="step_only")) == 1.0
-    no_warmup = RewardConfig(warmup_iterations=0, ramp_iterations=0)
-    assert lambda_at(0, no_warmup) == pytest.approx(0.7)
+    assert lambda_at(10_000, RewardConfig(lambda_mode="answer_only"), 2500) == 0.0
+    assert lambda_at(0, RewardConfig(lambda_mode="step_only"), 2500) == 1.0
+    no_warmup = RewardConfig(warmup_fraction=0, ramp_fraction=0)
+    assert lambda_at(0, no_warmup, 2500) == pytest.approx(0.7)
     with pytest.raises(ValueError, match="iteration"):
-        lambda_at(-1, DEFAULT)
+        lambda_at(-1, DEFAULT, 2500)
+
+
+@pytest.mark.parametrize("iterations", [1, 7, 10, 100, 2500])
+def test_lambda_fractions_reach_lambda_max_exactly_at_the_end_of_any_run(iterations):
+    warm, ramp = DEFAULT.lambda_span(iterations)
+    assert warm + ramp == iterations
+    assert lambda_at(warm, DEFAULT, iterations) == 0.0  # t <= T_warm: answers only
+    assert lambda_at(iterations, DEFAULT, iterations) == pytest.approx(0.7)
+    if ramp > 1:
+        assert 0.0 < lambda_at(warm + 1, DEFAULT, iterations) < 0.7
+
+
+def test_lambda_span_boundaries_and_absolute_counts_winning():
+    assert RewardConfig().lambda_span(2500) == (750, 1750)
+    assert RewardConfig(warmup_fraction=0, ramp_fraction=1).lambda_span(10) == (0, 10)
+    assert RewardConfig(warmup_fraction=1, ramp_fraction=0).lambda_span(10) == (10, 0)
+    assert lambda_at(10, RewardConfig(warmup_fraction=1, ramp_fraction=0), 10) == 0.7
+    assert lambda_at(9, RewardConfig(warmup_fraction=1, ramp_fraction=0), 10) == 0.0
+    absolute = RewardConfig(warmup_iterations=2, ramp_iterations=4)
+    assert absolute.lambda_span(2500) == (2, 4)
+    assert lambda_at(6, absolute, 2500) == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        RewardConfig(warmup_fraction=0.5, ramp_fraction=0.6)
+
+
+N5 = [np.zeros((0, 2), dtype=np.float32)] * 5
+
+
+@pytest.mark.parametrize(("answers", "h_p"), [
+    (["a"] * 5, 0.0),                                   # all agree
+    (["a", "b", "c", "d", "e"], math.log(5)),           # all distinct
+    ([None, None, "a", "b", "c"], math.log(5)),         # 2 unparsable + 3 distinct
+    ([None] * 5, math.log(5)),                          # all unparsable
+])
+def test_proposer_reward_counts_unparsable_answers_as_singletons(answers, h_p):
+    scores = score_group(answers, N5, [0] * 5, 0.0, DEFAULT)
+    assert scores.proposer == pytest.approx(proposer_reward(h_p, DEFAULT))
+    valid = [a for a in answers if a is not None]
+    h = -sum(valid.count(a) / 5 * math.log(valid.count(a) / 5) for a in set(valid))
+    assert scores.entropy == pytest.approx(h)  # the diagnostic H is unchanged
+
+
+def test_format_breaking_question_no_longer_scores_near_the_top_of_g():
+    answers = [None, None, "a", "b", "c"]
+    singleton = score_group(answers, N5, [0] * 5, 0.0, DEFAULT).proposer
+    excluded = score_group(answers, N5, [0] * 5, 0.0,
+                           RewardConfig(proposer_unparsable="excluded")).proposer
+    assert excluded == pytest.approx(0.98, abs=0.01)  # H = 0.97: near the top of g
+    assert singleton == pytest.approx(proposer_reward(math.log(5), DEFAULT))
+    assert singleton < 0.2
 
 
 def test_proposer_reward_gaussian_bump():
@@ -139,10 +191,11 @@ def test_proposer_reward_gaussian_bump():
                                [math.exp(-0.5)] * 2)
 
 
-def test_all_answers_invalid_gives_zero_entropy_g0_and_zero_rewards():
+def test_all_answers_invalid_gives_zero_entropy_singleton_g_and_zero_rewards():
     scores = score_group([None] * 3, [rows([1, 0])] * 3, [5, 5, 5], LATE, DEFAULT)
     assert scores.entropy == 0.0
-    assert scores.proposer == pytest.approx(proposer_reward(0.0, DEFAULT))
+    # H_p: three singletons, log 3 (spec §3); H = 0 only with proposer_unparsable: excluded.
+    assert scores.proposer == pytest.approx(proposer_reward(math.log(3), DEFAULT))
     assert scores.dominant_answer is None
     assert not scores.in_group.any()
     assert scores.answer.tolist() == scores.step.tolist() == scores.solver.tolist() == [0.0] * 3

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from ireasoner.rewards import RewardConfig, score_batch, score_group
+from ireasoner.rewards import RewardConfig, lambda_at, score_batch, score_group
 from ireasoner.rewards.reference import reference_score_group
 
 DIM = 3
@@ -22,6 +22,7 @@ CONFIGS = st.builds(
     position_decay=st.sampled_from([0.0, 0.15, 2.0]),
     gamma=st.sampled_from([0.0, 0.7, 2.0]),
     alpha=st.sampled_from([0.5, 0.7, 1.0]),
+    proposer_unparsable=st.sampled_from(["singleton", "excluded"]),
 )
 VALUES = st.floats(-1, 1, allow_nan=False, width=32)
 WILD_VALUES = st.one_of(VALUES, st.sampled_from([np.nan, np.inf, -np.inf, 0.0]))
@@ -47,7 +48,7 @@ def has_unique_dominant(answers):
 @settings(max_examples=150, deadline=None)
 @given(groups(values=WILD_VALUES), CONFIGS, st.integers(0, 3000))
 def test_every_reward_is_finite_and_in_its_documented_range(group, config, iteration):
-    scores = score_group(*group, iteration, config)
+    scores = score_group(*group, lambda_at(iteration, config, 2500), config)
     low = -1.0 if config.similarity_range == "signed" else 0.0
     for name in ("answer", "step", "solver"):
         values = getattr(scores, name)
@@ -70,9 +71,9 @@ def test_shuffling_rollouts_permutes_the_outputs_the_same_way(group, config, ran
     assume(has_unique_dominant(answers))  # a tie is broken by order, by design
     order = list(range(len(answers)))
     random.shuffle(order)
-    before = score_group(*group, 2500, config)
+    before = score_group(*group, 0.7, config)
     after = score_group([answers[i] for i in order], [embeddings[i] for i in order],
-                        [lengths[i] for i in order], 2500, config)
+                        [lengths[i] for i in order], 0.7, config)
     for name in ("answer", "step", "solver", "in_group", "step_similarity", "loo_similarity"):
         np.testing.assert_allclose(getattr(after, name), getattr(before, name)[order],
                                    atol=1e-6, err_msg=name)
@@ -92,8 +93,8 @@ def test_scaling_an_embedding_changes_nothing(group, config, data):
     tiny = np.finfo(np.float32).tiny
     for row in (embeddings[index], scaled[index]):
         assume(not ((row != 0) & (np.abs(row) < tiny)).any())
-    before = score_group(*group, 2500, config)
-    after = score_group(answers, scaled, lengths, 2500, config)
+    before = score_group(*group, 0.7, config)
+    after = score_group(answers, scaled, lengths, 0.7, config)
     np.testing.assert_allclose(after.step, before.step, atol=1e-5)
     np.testing.assert_allclose(after.solver, before.solver, atol=1e-5)
 
@@ -106,7 +107,7 @@ def test_moving_a_step_towards_its_prototype_never_lowers_its_step_reward(group,
     others could lose similarity when moved; that regime is outside this property."""
     answers, embeddings, lengths = group
     config = RewardConfig(min_group_for_step=1)
-    before = score_group(*group, 2500, config)
+    before = score_group(*group, 0.7, config)
     members = [(i, j) for i in np.flatnonzero(before.in_group) for j in range(len(embeddings[i]))
                if j < config.max_steps]
     assume(members)
@@ -117,16 +118,16 @@ def test_moving_a_step_towards_its_prototype_never_lowers_its_step_reward(group,
     step = data.draw(st.floats(0.0, 1.0))
     moved = [e.copy() for e in embeddings]
     moved[i][j] = (1 - step) * unit(embeddings[i][j]) + step * prototype
-    after = score_group(answers, moved, lengths, 2500, config)
+    after = score_group(answers, moved, lengths, 0.7, config)
     assert after.step[i] >= before.step[i] - 1e-6
 
 
 @settings(max_examples=60, deadline=None)
 @given(st.lists(groups(values=WILD_VALUES), min_size=1, max_size=5), CONFIGS)
 def test_score_batch_equals_score_group_group_by_group(batch, config):
-    together = score_batch(batch, 2000, config)
+    together = score_batch(batch, 0.5, config)
     for group, scores in zip(batch, together, strict=True):
-        alone = score_group(*group, 2000, config)
+        alone = score_group(*group, 0.5, config)
         for name in ("answer", "step", "solver", "in_group", "step_similarity",
                      "loo_similarity", "disagreement"):
             np.testing.assert_allclose(getattr(scores, name), getattr(alone, name),
@@ -143,8 +144,9 @@ def test_score_batch_equals_score_group_group_by_group(batch, config):
 def test_score_batch_agrees_with_the_per_rollout_loop_of_the_spec(batch, config, iteration):
     """Against the spec transcribed rollout by rollout (ireasoner.rewards.reference), whatever
     min_group_for_step: rows nothing uses are skipped, never needed."""
-    for group, scores in zip(batch, score_batch(batch, iteration, config), strict=True):
-        expected = reference_score_group(*group, iteration, config)
+    lam = lambda_at(iteration, config, 2500)
+    for group, scores in zip(batch, score_batch(batch, lam, config), strict=True):
+        expected = reference_score_group(*group, lam, config)
         np.testing.assert_allclose(scores.solver, expected.solver, atol=1e-5)
         assert scores.proposer == pytest.approx(expected.proposer)
         np.testing.assert_allclose(scores.loo_similarity, expected.loo, atol=1e-5)

@@ -19,7 +19,7 @@ from ireasoner.embeddings import StepEmbedder, export_embedding_table
 from ireasoner.parsing import parse_trace
 from ireasoner.pipeline.context import RunContext
 from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS
-from ireasoner.rewards import RewardConfig, score_batch
+from ireasoner.rewards import RewardConfig, lambda_at, score_batch
 from ireasoner.trainers.ireasoner.tables import GROUPS, REWARDS, STEPS
 from storage import RunStore
 
@@ -35,8 +35,10 @@ class ScoredIteration:
 
 
 def score_iteration(questions: pa.Table, rollouts: pa.Table, embedder: StepEmbedder,
-                    config: RewardConfig, iteration: int) -> ScoredIteration:
-    """Rewards and diagnostics of one iteration, from its questions and rollouts alone."""
+                    config: RewardConfig, iteration: int,
+                    run_iterations: int) -> ScoredIteration:
+    """Rewards and diagnostics of one iteration, from its questions and rollouts alone;
+    `run_iterations` (schedule.iterations) sets λ's span when it is given as fractions."""
     rollout_rows = sorted(rollouts.to_pylist(), key=lambda r: (r["image_index"], r["rollout_index"]))
     parses = [parse_trace(r["text"] or "", config.max_steps) for r in rollout_rows]
     answers = [None if cut_at_limit(p, r) else normalise_answer(p.answer)
@@ -51,7 +53,8 @@ def score_iteration(questions: pa.Table, rollouts: pa.Table, embedder: StepEmbed
                for k in image_indices}
     groups = [([answers[i] for i in members[k]], [per_rollout[i] for i in members[k]],
                [parses[i].words_before_answer for i in members[k]]) for k in image_indices]
-    scores = score_batch(groups, iteration, config) if groups else []
+    lam = lambda_at(iteration, config, run_iterations)
+    scores = score_batch(groups, lam, config) if groups else []
     by_image = {q["image_index"]: q for q in questions.to_pylist()}
 
     step_rows, reward_rows, group_rows = [], [], []
@@ -104,7 +107,7 @@ def score(ctx: RunContext, iteration: int) -> dict:
     embedder = ctx.memo("step_embedder", lambda: run_embedder(ctx))
     scored = score_iteration(ctx.store.read_table(QUESTIONS.name, iteration),
                              ctx.store.read_table(ROLLOUTS.name, iteration), embedder,
-                             ctx.config.rewards, iteration)
+                             ctx.config.rewards, iteration, ctx.config.schedule.iterations)
     for table in (STEPS, GROUPS, REWARDS):
         ctx.store.write_table(table.name, iteration, getattr(scored, table.name))
     return {"groups": scored.groups.num_rows, "rollouts": scored.rewards.num_rows}

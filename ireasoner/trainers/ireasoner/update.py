@@ -1,7 +1,9 @@
-"""The update stage (spec §4): the Solver every iteration on its scored rollouts, the Proposer
-every K_p iterations on the questions it asked since its last update, each example's advantage
-from the role's own baseline (recorded in the updates table); then the checkpoint and the
-iteration's metrics row."""
+"""The update stage (spec §4): the Solver every iteration on its scored rollouts, image by image
+and rollout by rollout (the order of the per-rollout steps), the Proposer every K_p iterations
+on the question(s) of that iteration (`proposer.train_on: update_iteration`) or on every
+question since its last update (`since_last_update`); each example's advantage from the role's
+own baseline (recorded in the updates table); then the checkpoint and the iteration's metrics
+row."""
 
 from __future__ import annotations
 
@@ -55,7 +57,8 @@ def update_rows(iteration: int, role: str, keys: list[SampleKey],
     return [dict(iteration=iteration, role=role, step=done.step, source_iteration=key[0],
                  image_index=key[1], rollout_index=key[2], off_policy=False,
                  reward=done.reward, baseline=done.baseline, advantage=done.advantage,
-                 kl=done.kl, beta=done.beta, tokens=done.tokens)
+                 kl=done.kl, beta=done.beta, tokens=done.tokens, nll=done.nll,
+                 grad_norm=done.grad_norm)
             for key, done in zip(keys, stats.examples, strict=True) if done is not None]
 
 
@@ -68,7 +71,12 @@ def _solver_examples(ctx: RunContext, iteration: int) -> tuple[list[SampleKey],
     rewards = {(r["image_index"], r["rollout_index"]): r["r_sol"]
                for r in store.read_table(REWARDS.name, iteration).to_pylist()}
     keys, examples = [], []
-    for rollout in store.read_table(ROLLOUTS.name, iteration).to_pylist():
+    rollouts = store.read_table(ROLLOUTS.name, iteration).to_pylist()
+    if ctx.config.optimization.update == "per_rollout":
+        # The steps' order: image by image, rollout by rollout (the batched step keeps the
+        # table's order, which its sum was always taken in).
+        rollouts.sort(key=lambda r: (r["image_index"], r["rollout_index"]))
+    for rollout in rollouts:
         question = questions[rollout["image_index"]]
         keys.append((iteration, rollout["image_index"], rollout["rollout_index"]))
         examples.append(PolicyExample(
@@ -82,12 +90,13 @@ def _solver_examples(ctx: RunContext, iteration: int) -> tuple[list[SampleKey],
 
 def _proposer_examples(ctx: RunContext, iteration: int) -> tuple[list[SampleKey],
                                                                    list[PolicyExample]]:
-    """Questions the Proposer itself wrote (fallbacks excluded) since its last update, each
-    rewarded with g(H) of the answers it drew."""
+    """Questions the Proposer itself wrote (fallbacks excluded) in this iteration, or since its
+    last update (proposer.train_on), each rewarded with g(H_p) of the answers it drew."""
     store, processor = ctx.store, ctx.backbone.processor
     eos = processor.tokenizer.eos_token_id
     prompt = render(processor, proposer_text(ctx.config.proposer))
-    first = iteration - ctx.config.proposer.update_every + 1
+    since_last = ctx.config.proposer.train_on == "since_last_update"
+    first = iteration - ctx.config.proposer.update_every + 1 if since_last else iteration
     keys, examples = [], []
     for it in range(max(first, 1), iteration + 1):
         rewards = {g["image_index"]: g["proposer_reward"]

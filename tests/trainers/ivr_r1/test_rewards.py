@@ -3,6 +3,7 @@
 import pytest
 
 from ireasoner.trainers.ivr_r1.rewards import (
+    accuracy_reward,
     boxed_content,
     dominant_answer,
     format_reward,
@@ -58,3 +59,54 @@ def test_dominant_answer_is_the_most_frequent_and_ties_go_to_the_first_drawn():
     assert dominant_answer(["3", None, "5", "5"]) == "5"
     assert dominant_answer(["5", "3", "3", "5"]) == "5"
     assert dominant_answer([None, None]) is None
+
+
+# (answer as boxed, label, r_acc): math-verify decides pairs that look mathematical, the
+# normaliser (spec §2) the rest and every pair math-verify cannot read.
+ACCURACY = [
+    ("1/2", "0.5", 1.0),
+    ("0.5", "1/2", 1.0),
+    ("\\frac{1}{2}", "0.5", 1.0),
+    ("\\frac{1}{2}", "1/2", 1.0),
+    ("\\dfrac{1}{2}", "0.5", 1.0),
+    ("2/4", "1/2", 1.0),
+    ("50\\%", "0.5", 1.0),
+    ("3.0", "3", 1.0),
+    ("3.00", "3", 1.0),
+    ("1,000", "1000", 1.0),
+    ("\\sqrt{4}", "2", 1.0),
+    ("2^{3}", "8", 1.0),
+    ("x=3", "3", 1.0),                      # an equation stands for its right side
+    ("12 cm", "12", 1.0),
+    ("\\pi", "3.14159265358979", 1.0),
+    ("-0.25", "-\\frac{1}{4}", 1.0),
+    ("1/3", "0.3333333", 1.0),              # rounded to math-verify's 6 decimals
+    ("2", "3", 0.0),
+    ("1/2", "0.25", 0.0),
+    ("\\frac{1}{3}", "0.3", 0.0),
+    ("12", "13", 0.0),
+    ("x=3", "4", 0.0),
+    # Words fall back to the normaliser (math-verify would read "red" as r·e·d).
+    ("red", "red", 1.0),
+    ("Red.", "red", 1.0),
+    ("red", "der", 0.0),
+    ("blue", "red", 0.0),
+    ("(B) 12 cm", "b", 1.0),
+    ("yes", "no", 0.0),
+    ("the tallest bar", "The  tallest bar", 1.0),
+    ("B", "C", 0.0),
+    # Too long for math-verify without a timeout: the normaliser alone.
+    ("1" * 201, "1" * 201, 1.0),
+    ("0." + "5" * 200, "0." + "5" * 199, 0.0),
+]
+
+
+@pytest.mark.parametrize(("answer", "label", "expected"), ACCURACY)
+def test_accuracy_judges_math_equivalence_and_falls_back_for_words(answer, label, expected):
+    assert accuracy_reward(answer, label) == expected
+    text = f"<desc>a</desc><think>b</think>\\boxed{{{answer}}}"
+    assert score_output(text, label, format_weight=0.0).r_acc == expected
+
+
+def test_accuracy_table_has_at_least_thirty_pairs():
+    assert len(ACCURACY) >= 30
