@@ -155,22 +155,22 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     examples = warmup_examples(processor, world_samples("train", TRAIN_IMAGES, seed), seed)
     validation = world_samples("validation", VALIDATION_IMAGES, seed)
     history: list[dict] = []
-    stopped = "max_steps"
-    steps = 0
-    while steps < max_steps:
-        # sft_train's optimizer restarts each chunk; AdamW's state is short-lived at this lr.
-        sft_train(model, processor, examples, steps=CHECK_EVERY, lr=WARMUP_LR,
-                  batch_size=WARMUP_BATCH, micro_batch_size=WARMUP_BATCH, seed=seed + steps,
-                  precision="float32")
-        steps += CHECK_EVERY
+
+    def reached_target(step: int) -> bool:
+        if step % CHECK_EVERY:
+            return False
         score = mean_scores(sample_solver(model, processor, validation, seed=seed))
-        history.append({"step": steps, "pass_at_1": score.pass_at_1,
+        history.append({"step": step, "pass_at_1": score.pass_at_1,
                         "maj_at_5": score.majority_correct})
-        log(f"world warm-up step {steps}: validation pass@1 {score.pass_at_1:.3f} "
+        log(f"world warm-up step {step}: validation pass@1 {score.pass_at_1:.3f} "
             f"maj@5 {score.majority_correct:.3f}")
-        if score.pass_at_1 >= target_pass and score.majority_correct > score.pass_at_1:
-            stopped = "target"
-            break
+        return reached(history[-1], target_pass)
+
+    stats = sft_train(model, processor, examples, steps=max_steps, lr=WARMUP_LR,
+                      batch_size=WARMUP_BATCH, micro_batch_size=WARMUP_BATCH, seed=seed,
+                      precision="float32", stop=reached_target)
+    steps = stats.steps
+    stopped = "target" if history and reached(history[-1], target_pass) else "max_steps"
     model.eval()
     held_out = mean_scores(sample_solver(model, processor,
                                          world_samples("held_out", HELD_OUT_SIZE, seed),
@@ -186,6 +186,10 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     processor.save_pretrained(out_dir)
     (Path(out_dir) / REPORT_FILE).write_text(json.dumps(asdict(report), indent=2))
     return report
+
+
+def reached(check: dict, target_pass: float) -> bool:
+    return check["pass_at_1"] >= target_pass and check["maj_at_5"] > check["pass_at_1"]
 
 
 def world_model_dir(seed: int, cache_dir: Path | None = None) -> Path:

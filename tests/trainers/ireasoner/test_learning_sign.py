@@ -22,8 +22,8 @@ REPO = Path(__file__).resolve().parents[3]
 WORLD = str(REPO / "configs" / "world.yaml")
 ITERATIONS = 3
 SIGN_RUN = [f"schedule.iterations={ITERATIONS}", "schedule.images_per_iteration=3",
-            "proposer.update_every=100", "rewards.warmup_iterations=1",
-            "rewards.ramp_iterations=1", "data.synthetic_count=16"]
+            "proposer.update_every=100", "rewards.warmup_fraction=0",
+            "rewards.ramp_fraction=0.34", "data.synthetic_count=16"]
 
 
 def dominant_rollouts(store: RunStore) -> pl.DataFrame:
