@@ -1,6 +1,7 @@
 """A miniature world with something to learn: a 3x3 grid of coloured shapes and questions such
 as "How many red or blue shapes are there?", answered by counting in numbered steps.
 
+The Solver's steps read the grid row by row, then count.
 A layout depends only on (seed, index). Its split (train / validation / held_out) is a hash of
 the layout itself, so two indices that happen to draw the same grid land in the same split: the
 splits are disjoint by content, not just by index. RL stages read the train split's images only
@@ -92,13 +93,16 @@ def count(cells, colour: str) -> int:
 
 
 def answers(cells) -> tuple[SyntheticQA, ...]:
-    """The counting question of every colour pair with its steps: one count per colour, then
-    their sum."""
+    """The counting question of every colour pair with its steps: what each row holds (one
+    colour per cell: seeing), then the two counts and their sum (counting what was seen)."""
+    rows = [", ".join("empty" if cell is None else cell[0] for cell in cells[r * GRID:(r + 1) * GRID])
+            for r in range(GRID)]
+    seen = [f"row {r + 1}: {row}" for r, row in enumerate(rows)]
     items = []
     for first, second in COLOUR_PAIRS:
         a, b = count(cells, first), count(cells, second)
-        items.append(qa(QUESTION_TEMPLATE.format(first=first, second=second), a + b,
-                        f"{first} shapes: {a}", f"{second} shapes: {b}", f"{a} + {b} = {a + b}"))
+        items.append(qa(QUESTION_TEMPLATE.format(first=first, second=second), a + b, *seen,
+                        f"{first} {a} + {second} {b} = {a + b}"))
     return tuple(items)
 
 

@@ -37,21 +37,21 @@ REPORT_FILE = "world.json"
 WORLD_PROPOSER_PROMPT = "Ask one question about the coloured shapes inside <question> </question>."
 WORLD_SOLVER_PROMPT = ("{question} Count step by step inside <think> </think>, then give the "
                        "number inside <answer> </answer>.")
-# IVR-R1's layout (ireasoner.trainers.ivr_r1.rewards): the counts seen, the sum, the boxed number.
-WORLD_IVR_PROMPT = ("{question} Describe the counts inside <desc> </desc>, add them inside "
+# IVR-R1's layout (ireasoner.trainers.ivr_r1.rewards): the rows seen, the count, the boxed number.
+WORLD_IVR_PROMPT = ("{question} Describe the rows inside <desc> </desc>, count inside "
                     "<think> </think>, then give the number as \\boxed{...}.")
 
 # The band the held-out pass@1 must land in (issue 15), and where early stopping aims.
 PASS_BAND = (0.25, 0.60)
-WORLD_TARGET_PASS = 0.40
+WORLD_TARGET_PASS = 0.25
 TRAIN_IMAGES = 512
 VALIDATION_IMAGES = 64
 SAMPLES = 5
-WARMUP_LR = 3e-3
+WARMUP_LR = 2e-3
 WARMUP_BATCH = 16
 CHECK_EVERY = 30
-MAX_STEPS = 600
-MAX_NEW_TOKENS = 64  # the longest trace is ~35 tokens
+MAX_STEPS = 180
+MAX_NEW_TOKENS = 80  # the longest trace is ~60 tokens
 
 
 @dataclass
@@ -86,8 +86,9 @@ def solver_response(item) -> str:
 
 
 def ivr_response(item) -> str:
-    return (f"<desc>{item.steps[0][8:]}, {item.steps[1][8:]}</desc><think>{item.steps[2][8:]}"
-            f"</think>\\boxed{{{item.answer}}}")
+    seen = "; ".join(step.split(": ", 1)[1] for step in item.steps[:-1])
+    return (f"<desc>{seen}</desc><think>{item.steps[-1].split(': ', 1)[1]}</think>"
+            f"\\boxed{{{item.answer}}}")
 
 
 def tokenizer_texts() -> list[str]:
