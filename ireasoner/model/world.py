@@ -190,7 +190,8 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
 
 
 def reached(check: dict, target_pass: float) -> bool:
-    return check["pass_at_1"] >= target_pass and check["maj_at_5"] > check["pass_at_1"]
+    # A mean of means is inexact: 0.25 may arrive as 0.2499999...
+    return check["pass_at_1"] >= target_pass - 1e-9 and check["maj_at_5"] > check["pass_at_1"]
 
 
 def world_model_dir(seed: int, cache_dir: Path | None = None) -> Path:
