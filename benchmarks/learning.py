@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,6 +32,9 @@ import polars as pl
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# lmms-eval runs in a subprocess that imports the task hooks (ireasoner.eval.tasks.*): from this
+# checkout, not from whichever copy of the package happens to be installed.
+os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 
 from ireasoner.config import load_config  # noqa: E402
 from ireasoner.eval.scheduled import BASE_LABEL  # noqa: E402
@@ -69,7 +73,9 @@ def held_out_scores(store: RunStore, label: str) -> dict[str, float]:
     failed = results.filter(pl.col("status") != "ok")
     if failed.height:
         raise RuntimeError(f"evaluation of {label} failed: {failed['error'].to_list()}")
-    values = dict(zip(results["metric"].to_list(), results["value"].to_list(), strict=True))
+    # Metric names carry the task's filter: "pass_at_1,samples".
+    values = {metric.split(",")[0]: value for metric, value in
+              zip(results["metric"].to_list(), results["value"].to_list(), strict=True)}
     return {name: values[name] for name in SCORES}
 
 
