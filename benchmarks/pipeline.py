@@ -89,7 +89,7 @@ def _paper_tables(iteration: int) -> dict[str, object]:
                     source_ref="a.png", prompt="p" * 300, raw_output="<question>q</question>",
                     question="What is the largest value?", parse_status="ok",
                     proposer_logprob=-12.5, token_ids=list(range(40)), num_tokens=40,
-                    finish_reason="stop", seed=1)
+                    finish_reason="stop", seed=1, rationale="r" * 80)
     rollouts = [dict(iteration=iteration, image_index=0, rollout_index=i, image_id="img", seed=1,
                      text=text, token_ids=list(range(tokens)), num_tokens=tokens,
                      finish_reason="stop", logprob_sum=-80.0, decode_errors=False)

@@ -200,6 +200,9 @@ class KLConfig(Section):
 class RolloutConfig(Section):
     engine: Literal["auto", "transformers", "vllm"] = "auto"
     gpu_memory_utilization: float = Field(0.45, gt=0, le=1)
+    # vLLM on CPU: the KV cache's size in MiB, fixed. vLLM's default there is a fraction of
+    # the NUMA node's free memory, which the page cache of a fresh install can leave negative.
+    cpu_kv_cache_mib: int = Field(256, ge=16)
     tensor_parallel_size: int = Field(1, ge=1)
     max_model_len: int = Field(4096, ge=64)
     max_lora_rank: int = Field(16, ge=1)
@@ -492,6 +495,7 @@ RESUME_NEUTRAL_KEYS = (
     "evaluation.",
     "storage.",
     "rollout.gpu_memory_utilization",
+    "rollout.cpu_kv_cache_mib",
     "rollout.tensor_parallel_size",
     "rollout.sleep_during_update",
     "optimization.micro_batch_size",

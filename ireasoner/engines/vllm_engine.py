@@ -171,6 +171,8 @@ def engine_args(
         # use the same one as the log-prob code, or the two would score different prompts.
         "mm_processor_kwargs": pixel_budget(processor),
         "gpu_memory_utilization": CPU_MEMORY_FRACTION if on_cpu else rollout.gpu_memory_utilization,
+        # On CPU an explicit KV cache size: vLLM then skips its free-memory fraction checks.
+        "kv_cache_memory_bytes": rollout.cpu_kv_cache_mib * 2**20 if on_cpu else None,
         "tensor_parallel_size": rollout.tensor_parallel_size,
         "max_model_len": rollout.max_model_len,
         "enable_sleep_mode": sleep_enabled,

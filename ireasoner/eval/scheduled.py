@@ -70,15 +70,22 @@ def evaluate_pending(
     include_base: bool = True,
     retry_failed: bool = False,
     timeout_s: float | None = None,
+    checkpoint: str | None = None,
 ) -> list[EvalResult]:
-    """Evaluate each checkpoint (and the base) on the tasks it lacks; returns what was run."""
+    """Evaluate each checkpoint (and the base) on the tasks it lacks; returns what was run.
+    `checkpoint` (e.g. "iter-000010") restricts it to that one checkpoint and the base."""
     tasks = list(tasks if tasks is not None else cfg.evaluation.tasks)
     run = run_checkpoints(run_dir)
+    if checkpoint is not None and checkpoint not in {t.label for t in run.targets}:
+        log.warning("%s has no complete checkpoint %s (pruned, or not written yet): skipped",
+                    run_dir, checkpoint)
     results = []
     try:
         with run_lock(run.eval_root):
             for target in run.targets:
                 if target.label == BASE_LABEL and not include_base:
+                    continue
+                if checkpoint is not None and target.label not in (BASE_LABEL, checkpoint):
                     continue
                 todo = pending_tasks(target, tasks, retry_failed)
                 if todo:

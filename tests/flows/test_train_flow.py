@@ -104,6 +104,11 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
 
     output = training_cli.finish(training_cli.start(SMOKE, overrides, resume=True))
     assert "trained 3 iterations" in output
+    # The default, published update: one Solver step per rollout (3 per iteration here), each
+    # with its own b; resumed mid-run, the steps go on from the checkpoint's count.
+    solver = pl.from_arrow(RunStore(run).read_table("updates", 3)).filter(
+        pl.col("role") == "solver")
+    assert solver["step"].to_list() == [7, 8, 9] and solver["baseline"].n_unique() == 3
     for table in PER_ITERATION:
         assert not (run / table / "000003.parquet").exists(), f"{table} not compacted"
         for iteration in (1, 2, 3):

@@ -35,7 +35,8 @@ def _question(t: int, k: int) -> dict:
                 source_ref=None, prompt="ask", raw_output="<q>??" if skipped else QUESTION,
                 question=None if skipped else QUESTION,
                 parse_status="skipped:no_question" if skipped else "ok",
-                proposer_logprob=-3.0, token_ids=[1, 2, 3], num_tokens=12, finish_reason="stop", seed=t * 10 + k)
+                proposer_logprob=-3.0, token_ids=[1, 2, 3], num_tokens=12, finish_reason="stop", seed=t * 10 + k,
+                rationale=None if skipped else "needs the bars compared")
 
 
 def _rollout(t: int, k: int, i: int) -> dict:
@@ -62,7 +63,7 @@ def _update(t: int, k: int, i: int) -> dict:
     r_sol = 0.1 * t + 0.05 * i
     return dict(iteration=t, role="solver", step=t, source_iteration=t, image_index=k,
                 rollout_index=i, off_policy=False, reward=r_sol, baseline=r_sol - (0.1 * t - 0.2),
-                advantage=0.1 * t - 0.2, kl=0.01, beta=1e-3, tokens=40)
+                advantage=0.1 * t - 0.2, kl=0.01, beta=1e-3, tokens=40, nll=1.5, grad_norm=0.3)
 
 
 def _steps(t: int, k: int, i: int) -> list[dict]:
