@@ -93,6 +93,8 @@ def _parser() -> argparse.ArgumentParser:
     traces.add_argument("--image")
     traces.add_argument("--limit", type=int, help="at most this many questions")
     traces.add_argument("--width", type=int, help="wrap width (default: the terminal's)")
+    traces.add_argument("--agreement", action="store_true",
+                        help="end with the answer agreement of the first vs the last iterations")
     traces.set_defaults(handler=_traces)
 
     report = sub.add_parser("report", help="plots of the paper's diagnostics and an HTML page")
@@ -168,6 +170,10 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny-model", help="build (or find) the cached tiny Qwen2.5-VL")
     tiny.add_argument("--seed", type=int, default=0)
     tiny.set_defaults(handler=_tiny)
+    world = sub.add_parser("world-model", help="build (or find) the cached world model and print "
+                           "its recorded held-out pass@1 / maj@5")
+    world.add_argument("--seed", type=int, default=0)
+    world.set_defaults(handler=_world)
     _console_args(parser, sub)
     return parser
 
@@ -298,6 +304,10 @@ def _traces(args: argparse.Namespace) -> int:
     store = RunStore(args.run).pull(checkpoints=False)
     print(format_traces(store, iteration=args.iteration, image_id=args.image,
                         limit=args.limit, width=width))
+    if args.agreement:
+        from ireasoner.inspect.traces import agreement_line
+
+        print(agreement_line(store))
     return 0
 
 
@@ -398,6 +408,17 @@ def _tiny(args: argparse.Namespace) -> int:
     from ireasoner.model.tiny import ensure_tiny_model
 
     print(ensure_tiny_model(args.seed))
+    return 0
+
+
+def _world(args: argparse.Namespace) -> int:
+    from ireasoner.model.world import ensure_world_model, read_report
+
+    path = ensure_world_model(args.seed)
+    report = read_report(path)
+    print(f"{path}\nwarm-up {report.steps} steps ({report.stopped}); held-out "
+          f"({report.held_out_images} images x 5 samples): pass@1 {report.held_out_pass_at_1:.3f}, "
+          f"maj@5 {report.held_out_maj_at_5:.3f}, agreement {report.held_out_agreement:.3f}")
     return 0
 
 

@@ -116,7 +116,8 @@ class HFDataConfig(Section):
 
 
 class DataConfig(Section):
-    source: Literal["synthetic", "directory", "parquet", "dataset", "hf"] = "synthetic"
+    # "world": the miniature world's train split (ireasoner.data.world), synthetic_count images.
+    source: Literal["synthetic", "world", "directory", "parquet", "dataset", "hf"] = "synthetic"
     path: str | None = None
     image_column: str = "image"
     synthetic_count: int = Field(200, ge=1)

@@ -31,6 +31,7 @@ from ireasoner.data.images import (
     to_rgb,
 )
 from ireasoner.data.synthetic import generate_samples
+from ireasoner.data.world import world_samples
 from ireasoner.seeding import derive_seed
 
 IMAGE_EXTENSIONS = frozenset(
@@ -138,8 +139,8 @@ def load_images(cfg: DataConfig) -> ImageSet:
     are in `skipped`; an input found unusable when it is first decoded raises ImageRejected
     then, and the stage that needed it records the skip. The first usable image is decoded
     here, so that a source with none fails now, naming the reasons."""
-    readers = {"synthetic": _synthetic, "directory": _directory, "parquet": _parquet,
-               "dataset": _dataset, "hf": _hf}
+    readers = {"synthetic": _synthetic, "world": _world, "directory": _directory,
+               "parquet": _parquet, "dataset": _dataset, "hf": _hf}
     cache = ImageCache(cfg.image_cache_mb * 1024 * 1024)
     image_set = _collect(readers[cfg.source](cfg), _Decoder(ImageLimits.from_config(cfg), cache))
     image_set.cache = cache
@@ -228,6 +229,13 @@ def _synthetic(cfg: DataConfig) -> Iterator[_Candidate]:
     for index, sample in enumerate(generate_samples(cfg.synthetic_count, cfg.seed)):
         facts = {"kind": sample.kind, **sample.facts}
         yield _Candidate(sample.image_id, f"synthetic:{cfg.seed}/{index}", sample.image, facts)
+
+
+def _world(cfg: DataConfig) -> Iterator[_Candidate]:
+    # The train split only, and no facts: the RL stages never see a world label (the held-out
+    # and validation splits are disjoint from these images by construction).
+    for index, sample in enumerate(world_samples("train", cfg.synthetic_count, cfg.seed)):
+        yield _Candidate(sample.image_id, f"world:{cfg.seed}/train/{index}", sample.image)
 
 
 def _directory(cfg: DataConfig) -> Iterator[_Candidate | SkippedImage]:

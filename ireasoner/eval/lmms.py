@@ -70,13 +70,14 @@ def model_spec(backend: Backend, model_path: str, device: str, max_new_tokens: i
 
 
 def lmms_command(task: str, model: str, model_args: str, max_new_tokens: int, output_dir: Path,
-                 batch_size: int, limit: int | None, include_path: Path | None) -> list[str]:
-    # Greedy with one token budget for every task and backend: --gen_kwargs overrides the
-    # task YAMLs' own generation settings.
+                 batch_size: int, limit: int | None, include_path: Path | None,
+                 temperature: float = 0.0) -> list[str]:
+    # Greedy (sampled only for a sampled task such as ireasoner_world) with one token budget
+    # for every task and backend: --gen_kwargs overrides the task YAMLs' own settings.
     command = [
         sys.executable, "-m", "lmms_eval",
         "--model", model, "--model_args", model_args, "--tasks", task,
-        "--gen_kwargs", f"temperature=0,max_new_tokens={max_new_tokens}",
+        "--gen_kwargs", f"temperature={temperature:g},max_new_tokens={max_new_tokens}",
         "--batch_size", str(batch_size), "--output_path", str(output_dir), "--log_samples",
         "--verbosity", "INFO",
     ]

@@ -1,8 +1,9 @@
 """Evaluate one checkpoint on lmms-eval tasks; results as rows in `<out_dir>/results.parquet`.
 
-Every task runs greedy (temperature 0) with `evaluation.max_new_tokens`, through vLLM on a GPU or
-lmms-eval's transformers `qwen2_5_vl` class otherwise, or through a running vLLM server (the
-rollout engine's, `ServedModel`) with lmms-eval's `openai` class. Each task is its own lmms-eval process: a
+Every task runs greedy (temperature 0; a sampled task such as ireasoner_world at its own
+temperature) with `evaluation.max_new_tokens`, through vLLM on a GPU or lmms-eval's
+transformers `qwen2_5_vl` class otherwise, or through a running vLLM server (the rollout
+engine's, `ServedModel`) with lmms-eval's `openai` class. Each task is its own lmms-eval process: a
 task that fails is recorded (status "failed", with the error) and the others still run. lmms-eval's
 own files (results JSON, per-sample JSONL, log) stay under `<out_dir>/lmms/<task>/`.
 """
@@ -38,6 +39,12 @@ from ireasoner.eval.offline import (
 )
 from ireasoner.eval.tasks.math_rules import INCLUDE_DIR as MATH_RULES_DIR
 from ireasoner.eval.tasks.math_rules import MATH_RULE_TASKS
+from ireasoner.eval.world_task import (
+    WORLD_TASK,
+    WORLD_TASK_TEMPERATURE,
+    build_world_task_data,
+    write_world_task,
+)
 from ireasoner.progress import steps
 from storage.atomic import atomic_write_parquet
 
@@ -46,6 +53,8 @@ log = logging.getLogger(__name__)
 RESULTS_FILE = "results.parquet"
 LOCAL_TASK_SIZE = 64  # rows of the local benchmark (fixed seed 0: every checkpoint sees the same)
 OK, FAILED = "ok", "failed"
+# Tasks scored on samples (pass@1, maj@k) rather than one greedy answer: their temperature.
+SAMPLED_TASKS = {WORLD_TASK: WORLD_TASK_TEMPERATURE}
 
 RESULTS_SCHEMA = pa.schema([
     pa.field("checkpoint", pa.string(), nullable=False),
@@ -145,7 +154,8 @@ def evaluate_checkpoint(
         else:
             output_dir = out_dir / "lmms" / task
             command = lmms_command(task, model, args, eval_cfg.max_new_tokens, output_dir,
-                                   eval_cfg.batch_size, eval_cfg.limit, include_paths.get(task))
+                                   eval_cfg.batch_size, eval_cfg.limit, include_paths.get(task),
+                                   temperature=SAMPLED_TASKS.get(task, 0.0))
             log.info("evaluating %s on %s (%s)", checkpoint_label, task, chosen)
             task_rows = _rows_of_run(checkpoint_label, run_task(task, command, output_dir, env,
                                                                 timeout_s))
@@ -212,6 +222,9 @@ def _include_paths(tasks: list[str], eval_cfg: EvaluationConfig, out_dir: Path,
             data_file = build_local_task_data(out_dir / "local_task", LOCAL_TASK_SIZE, seed=0,
                                               solver=solver)
             paths[task] = write_local_task(out_dir / "include", data_file).parent.parent
+        elif task == WORLD_TASK:
+            data_file = build_world_task_data(out_dir / "world_task", solver or SolverConfig())
+            paths[task] = write_world_task(out_dir / "include", data_file).parent.parent
         elif task in MATH_RULE_TASKS:
             paths[task] = MATH_RULES_DIR
         elif eval_cfg.include_path:

@@ -14,6 +14,7 @@ from ireasoner.inspect.queries import (
     latest_iteration,
     read_iterations,
     require_iteration,
+    require_run,
     scored_rollouts,
 )
 from storage import RunStore
@@ -135,3 +136,23 @@ def _num(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "n/a"
     return f"{value:+.3f}" if signed else f"{value:.3f}"
+
+
+def agreement_line(store: RunStore, span: int = 3) -> str:
+    """One line: the answer agreement |G|/N (and the share of rollouts with r_step > 0) over
+    the run's first `span` iterations against its last `span`: did the Solver come to agree?"""
+    require_run(store)
+    iterations = store.table_iterations("groups")
+    if not iterations:
+        raise NotInRun(f"{store.location} has no scored iteration yet")
+    span = max(1, min(span, len(iterations) // 2 or 1))
+    first, last = iterations[:span], iterations[-span:]
+
+    def means(chosen: list[int]) -> tuple[float, float]:
+        fraction = read_iterations(store, "groups", chosen)["group_fraction"].mean() or 0.0
+        r_step = read_iterations(store, "rewards", chosen)["r_step"].fill_null(0.0)
+        return fraction, float((r_step > 0).mean() or 0.0)
+
+    (g0, s0), (g1, s1) = means(first), means(last)
+    return (f"agreement |G|/N: {g0:.2f} (iterations {first[0]}-{first[-1]}) -> {g1:.2f} "
+            f"(iterations {last[0]}-{last[-1]}); rollouts with r_step > 0: {s0:.0%} -> {s1:.0%}")

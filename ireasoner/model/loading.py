@@ -1,4 +1,4 @@
-"""Load a Qwen2.5-VL backbone (hub id, local checkpoint or "tiny") with its processor."""
+"""Load a Qwen2.5-VL backbone (hub id, local checkpoint, "tiny" or "world") with its processor."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor, PreTrainedM
 from ireasoner.config import ModelConfig
 from ireasoner.devices import resolve_device, resolve_dtype
 from ireasoner.model.tiny import ensure_tiny_model
+from ireasoner.model.world import WORLD_NAME, ensure_world_model
 
 TINY_NAME = "tiny"
 
@@ -26,6 +27,8 @@ class Backbone:
 def resolve_path(cfg: ModelConfig) -> str:
     if cfg.name_or_path == TINY_NAME:
         return str(ensure_tiny_model(cfg.tiny_seed))
+    if cfg.name_or_path == WORLD_NAME:
+        return str(ensure_world_model(cfg.tiny_seed))
     return cfg.name_or_path
 
 

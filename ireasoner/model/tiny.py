@@ -106,8 +106,9 @@ def tokenizer_corpus(seed: int = 0) -> list[str]:
     return texts
 
 
-def build_tokenizer(seed: int = 0) -> Qwen2Tokenizer:
-    """A byte-level BPE in Qwen2's layout (same pre-tokenizer, decoder, special tokens)."""
+def build_tokenizer(seed: int = 0, texts: list[str] | None = None) -> Qwen2Tokenizer:
+    """A byte-level BPE in Qwen2's layout (same pre-tokenizer, decoder, special tokens), learnt
+    from `texts` (default: the tiny corpus of `seed`)."""
     backend = Tokenizer(models.BPE())
     backend.normalizer = normalizers.NFC()
     backend.pre_tokenizer = pre_tokenizers.Sequence([
@@ -121,7 +122,8 @@ def build_tokenizer(seed: int = 0) -> Qwen2Tokenizer:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    backend.train_from_iterator(tokenizer_corpus(seed), trainer=trainer)
+    backend.train_from_iterator(texts if texts is not None else tokenizer_corpus(seed),
+                                trainer=trainer)
     return Qwen2Tokenizer(
         tokenizer_object=backend,
         unk_token=None,
@@ -186,10 +188,11 @@ def build_config(tokenizer: Qwen2Tokenizer) -> Qwen2_5_VLConfig:
     )
 
 
-def build_tiny_model(out_dir: Path, seed: int = 0) -> Path:
-    """Build the tiny checkpoint (random weights from `seed`) into `out_dir` and return it."""
+def build_tiny_model(out_dir: Path, seed: int = 0, texts: list[str] | None = None) -> Path:
+    """Build the tiny checkpoint (random weights from `seed`, a tokenizer learnt from `texts`,
+    by default the tiny corpus) into `out_dir` and return it."""
     out_dir = Path(out_dir)
-    tokenizer = build_tokenizer(seed)
+    tokenizer = build_tokenizer(seed, texts)
     processor = build_processor(tokenizer)
     config = build_config(tokenizer)
     torch.manual_seed(seed)
@@ -212,11 +215,28 @@ def tiny_model_dir(seed: int, warmup: bool, cache_dir: Path | None = None) -> Pa
 
 def ensure_tiny_model(seed: int = 0, cache_dir: Path | None = None, warmup: bool = True) -> Path:
     """The cached tiny checkpoint, built on first use. `warmup` adds the format warm-up
-    (ireasoner.model.warmup) so that samples parse; without it the weights stay random.
+    (ireasoner.model.warmup) so that samples parse; without it the weights stay random."""
+    target = tiny_model_dir(seed, warmup, cache_dir)
+
+    def build(staging: Path) -> None:
+        if warmup:
+            random_dir = ensure_tiny_model(seed, cache_dir, warmup=False)
+            # Imported here: the warm-up trains with ireasoner.policy, which itself imports
+            # ireasoner.model (a module-level import would be a cycle).
+            from ireasoner.model.warmup import warm_up_checkpoint
+
+            warm_up_checkpoint(random_dir, staging, seed=seed)
+        else:
+            build_tiny_model(staging, seed)
+
+    return ensure_built(target, build)
+
+
+def ensure_built(target: Path, build) -> Path:
+    """`target`, built on first use by `build(staging_dir)`.
 
     Concurrent callers wait on a file lock instead of building twice; the build goes to a
     staging directory renamed into place, so a killed build never leaves a partial checkpoint."""
-    target = tiny_model_dir(seed, warmup, cache_dir)
     if _is_complete(target):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -225,17 +245,9 @@ def ensure_tiny_model(seed: int = 0, cache_dir: Path | None = None, warmup: bool
         if not _is_complete(target):
             for leftover in target.parent.glob(f".{target.name}-*"):  # from killed builds
                 shutil.rmtree(leftover)
-            random_dir = ensure_tiny_model(seed, cache_dir, warmup=False) if warmup else None
             staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
             try:
-                if random_dir is not None:
-                    # Imported here: the warm-up trains with ireasoner.policy, which itself
-                    # imports ireasoner.model (a module-level import would be a cycle).
-                    from ireasoner.model.warmup import warm_up_checkpoint
-
-                    warm_up_checkpoint(random_dir, staging, seed=seed)
-                else:
-                    build_tiny_model(staging, seed)
+                build(staging)
                 _publish(staging, target)
             finally:
                 if staging.exists():  # the build failed

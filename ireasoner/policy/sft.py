@@ -5,6 +5,7 @@ the Solver adapter alone for the IVR-R1 cold start)."""
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
@@ -46,10 +47,12 @@ def sft_train(
     weight_decay: float = 0.0,
     grad_clip: float = 1.0,
     precision: str = "auto",
+    stop: Callable[[int], bool] | None = None,
 ) -> SFTStats:
     """Train for `steps` optimizer steps or `epochs` passes (exactly one of them) over shuffled
     examples; each step averages the loss over the response tokens of `batch_size` examples,
-    accumulated in micro-batches."""
+    accumulated in micro-batches. `stop(steps_done)`, called after every step, ends training
+    early when it returns True (early stopping on a validation set)."""
     if (steps is None) == (epochs is None):
         raise ValueError("give exactly one of steps and epochs")
     if not examples:
@@ -86,6 +89,8 @@ def sft_train(
         optimizer.step()
         stats.losses.append(step_loss)
         stats.tokens += total_tokens
+        if stop is not None and stop(stats.steps):
+            break
     model.train(was_training)
     return stats
 

@@ -1,8 +1,10 @@
 from pathlib import Path
 
+import polars as pl
 import pytest
 
 from ireasoner.config import EvaluationConfig
+from ireasoner.data.world import world_samples
 from ireasoner.eval import runner
 from ireasoner.eval.lmms import TaskRun
 from ireasoner.eval.runner import evaluate_checkpoint, read_results
@@ -97,3 +99,19 @@ def test_rule_scored_math_tasks_get_their_packaged_include_path(tmp_path, monkey
         include = Path(command[command.index("--include_path") + 1])
         task = command[command.index("--tasks") + 1]
         assert (include / f"{task}.yaml").is_file()
+
+
+def test_the_world_task_is_sampled_over_its_held_out_data(tmp_path, monkeypatch, online):
+    fake = FakeLmms(broken=set())
+    monkeypatch.setattr(runner, "run_task", fake)
+    evaluate_checkpoint("/m", ["ireasoner_world", "t1"], EvaluationConfig(max_new_tokens=80),
+                        tmp_path, "ck", backend="transformers", device="cpu")
+    world, greedy = fake.commands
+    assert world[world.index("--gen_kwargs") + 1] == "temperature=1,max_new_tokens=80"
+    assert greedy[greedy.index("--gen_kwargs") + 1] == "temperature=0,max_new_tokens=80"
+    include = Path(world[world.index("--include_path") + 1])
+    text = (include / "ireasoner_world" / "ireasoner_world.yaml").read_text()
+    assert "repeats: 5" in text and "take_first_k" in text
+    rows = pl.read_parquet(tmp_path / "world_task" / "ireasoner_world.parquet")
+    assert rows.height == 128
+    assert set(rows["image_id"]) == {s.image_id for s in world_samples("held_out", 128)}

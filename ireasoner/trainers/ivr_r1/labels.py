@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 from ireasoner.config import DataConfig, IVRConfig
 from ireasoner.data.sources import ID_COLUMN, DataSourceError
 from ireasoner.data.synthetic import generate_samples
+from ireasoner.data.world import world_samples
 
 MANIFESTS = ("manifest.parquet", "manifest.jsonl")
 MANIFEST_IMAGE = "image"
@@ -31,12 +32,17 @@ def load_labels(data: DataConfig, ivr: IVRConfig) -> dict[str, Label]:
     if data.source == "synthetic":
         samples = generate_samples(data.synthetic_count, data.seed)
         return {s.image_id: Label(s.qa[0].question, s.qa[0].answer) for s in samples if s.qa}
+    if data.source == "world":
+        # One colour pair per image, turn by turn (as the world's benchmark asks them).
+        samples = world_samples("train", data.synthetic_count, data.seed)
+        return {s.image_id: Label(s.qa[i % len(s.qa)].question, s.qa[i % len(s.qa)].answer)
+                for i, s in enumerate(samples)}
     if data.source == "parquet":
         return _parquet_labels(Path(str(data.path)), ivr)
     if data.source == "directory":
         return _manifest_labels(Path(str(data.path)), ivr)
     raise DataSourceError(f"ivr.labels 'dataset' needs data.source 'parquet', 'directory' (with "
-                          f"a manifest) or 'synthetic', not {data.source!r}")
+                          f"a manifest), 'synthetic' or 'world', not {data.source!r}")
 
 
 def _manifest_labels(root: Path, ivr: IVRConfig) -> dict[str, Label]:

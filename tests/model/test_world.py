@@ -1,0 +1,50 @@
+"""The world model: its recorded held-out pass@1 lies in the band and maj@5 above it (a rebuild
+that lands outside fails here), and the configs ask what its warm-up taught."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from ireasoner.config import load_config
+from ireasoner.model.world import (
+    PASS_BAND,
+    WORLD_IVR_PROMPT,
+    WORLD_PROPOSER_PROMPT,
+    WORLD_SOLVER_PROMPT,
+    check_report,
+    ensure_world_model,
+    read_report,
+)
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+
+@pytest.fixture(scope="module")
+def report():
+    return read_report(ensure_world_model(seed=0))
+
+
+# Known shortfall: world model v1 stops at validation pass@1 0.25 but measures 0.20 on the
+# held-out split (world.json), below the band. Remove the mark once a rebuild lands in it.
+@pytest.mark.xfail(strict=True, reason="world model v1: held-out pass@1 0.20 < 0.25 (issue 15)")
+def test_the_cached_warm_up_lands_in_the_band_with_maj_at_5_above_pass_at_1(report):
+    check_report(report)
+    assert PASS_BAND[0] <= report.held_out_pass_at_1 <= PASS_BAND[1]
+    assert report.held_out_maj_at_5 > report.held_out_pass_at_1
+    assert report.held_out_images == 128
+
+
+@pytest.mark.parametrize("pass_at_1, maj_at_5", [(0.2, 0.3), (0.65, 0.7), (0.4, 0.38)])
+def test_a_rebuild_outside_the_band_fails_the_check(report, pass_at_1, maj_at_5):
+    off = dataclasses.replace(report, held_out_pass_at_1=pass_at_1, held_out_maj_at_5=maj_at_5)
+    with pytest.raises(ValueError, match="world model"):
+        check_report(off)
+
+
+def test_the_world_configs_use_the_warm_ups_prompts():
+    world = load_config(str(CONFIGS / "world.yaml"))
+    assert (world.proposer.prompt, world.solver.prompt) == (WORLD_PROPOSER_PROMPT,
+                                                            WORLD_SOLVER_PROMPT)
+    assert world.model.name_or_path == "world" and world.data.source == "world"
+    assert load_config(str(CONFIGS / "world_ivr.yaml")).solver.prompt == WORLD_IVR_PROMPT
