@@ -13,12 +13,13 @@ import httpx
 import pytest
 from peft import PeftModel
 
-from ireasoner.config import RolloutConfig, SolverConfig
+from ireasoner.config import RolloutConfig
 from ireasoner.engines import AdapterRef, GenerationRequest, SamplingSpec
 from ireasoner.engines.server_process import ServerError
 from ireasoner.engines.transformers_engine import TransformersEngine
 from ireasoner.engines.vllm_server import VLLMServerEngine
 from ireasoner.model.loading import load_backbone, load_processor
+from ireasoner.model.warmup import TINY_SOLVER
 from ireasoner.prompts import solver_text, suppressed_token_ids
 from tests.engines.vllm_scenario import (
     LORA_RANK,
@@ -46,7 +47,7 @@ def work(tmp_path_factory, tiny_model_path):
     adapters = {v: save_solver_adapter(tiny_model_path, work_dir / f"adapter_v{v}", weight_seed=v)
                 for v in (1, 2)}
     processor = load_processor(str(tiny_model_path), MIN_PIXELS, MAX_PIXELS)
-    requests = [GenerationRequest(image, solver_text(SolverConfig(), question), seed=100 + i)
+    requests = [GenerationRequest(image, solver_text(TINY_SOLVER, question), seed=100 + i)
                 for i, (image, question) in enumerate(zip(scenario_images(work_dir), QUESTIONS,
                                                            strict=True))]
     engine = VLLMServerEngine(str(tiny_model_path), processor,
