@@ -1,0 +1,167 @@
+"""kill -9 at random moments, then --resume: does every interrupted run end identical to an
+uninterrupted one?
+
+Trains a reference run of the tiny model (4 iterations; compaction every 2; in-loop evaluation
+at iterations 2 and 4; checkpoints kept every 2), then one run per moment below, killed there
+(SIGKILL to its whole process group: the trainer and its embedded Prefect server) and resumed to
+the end. A moment is a marker file's appearance plus a random delay (0-1.5 s, seeded), so the
+kills land inside start-up, every stage, the checkpoint writes of the update stage, evaluation,
+publishing and compaction. Each run's tables (wall-time columns aside) and final adapters must
+equal the reference's. Prints what was in progress at each kill and the verdict; exits 1 if
+any run differs.
+
+    python benchmarks/chaos.py [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow.parquet as pq
+from safetensors.numpy import load_file
+
+REPO = Path(__file__).resolve().parents[1]
+OVERRIDES = ["schedule.iterations=4", "schedule.images_per_iteration=1",
+             "solver.num_rollouts=3", "solver.max_new_tokens=96", "proposer.max_new_tokens=24",
+             "proposer.update_every=2", "data.synthetic_count=4", "rewards.warmup_iterations=1",
+             "rewards.ramp_iterations=1", "storage.compact_every=2",
+             "storage.keep_checkpoints_every=2", "evaluation.every=2", "evaluation.limit=2",
+             "evaluation.max_new_tokens=32"]
+STAGES = ("propose", "solve", "score", "update")
+
+
+def _start(run: Path, resume: bool) -> subprocess.Popen:
+    command = [sys.executable, "-m", "flows.cli", "-q", "train", "--config",
+               "configs/smoke.yaml", "--run-dir", str(run)]
+    for item in OVERRIDES:
+        command += ["--set", item]
+    if resume:
+        command.append("--resume")
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def _finish(process: subprocess.Popen) -> None:
+    output, _ = process.communicate(timeout=1800)
+    if process.returncode != 0:
+        raise RuntimeError(f"training exited {process.returncode}:\n{output[-3000:]}")
+
+
+def _in_progress(run: Path) -> str:
+    """What a kill now interrupts, read from the markers and temporary files on disk."""
+    partial = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.tmp"))
+    if any(p.startswith("eval/") for p in partial):  # the merged copy lmms-eval reads
+        return f"evaluation of {next(p for p in partial if p.startswith('eval/')).split('/')[1]}"
+    if partial or any((run / "checkpoints").glob("*/.*")):
+        return f"a write ({partial[0] if partial else 'checkpoint'})"
+    done = sorted((run / "stages").glob("*/*.json")) if (run / "stages").is_dir() else []
+    if not done:
+        return "start-up (before iteration 1)"
+    last = max(done, key=lambda p: p.stat().st_mtime_ns)  # names sort evaluate < propose
+    iteration, stage = int(last.parent.name), last.stem
+    if stage in ("update", "evaluate"):
+        return f"after iteration {iteration}'s {stage} (evaluation, publish or compaction)"
+    following = STAGES[STAGES.index(stage) + 1] if stage in STAGES else "?"
+    return f"iteration {iteration}, {following}"
+
+
+def _tables(run: Path) -> dict[str, object]:
+    """Every table's rows, sorted, with wall-time columns dropped; the final adapters."""
+    import polars as pl
+
+    out = {}
+    for directory in sorted(p for p in run.iterdir() if p.is_dir()):
+        files = sorted(directory.glob("*.parquet"))
+        if not files or directory.name in {"eval", "checkpoints"}:
+            continue
+        frame = pl.concat([pl.from_arrow(pq.read_table(f)) for f in files], how="vertical")
+        frame = frame.drop([c for c in frame.columns if c.startswith("seconds")])
+        out[directory.name] = frame.sort(pl.all())
+    for role in ("solver", "proposer"):
+        path = run / "checkpoints" / "iter-000004" / "adapters" / role
+        out[f"adapter:{role}"] = load_file(str(path / "adapter_model.safetensors"))
+    return out
+
+
+def _same(a: dict, b: dict) -> list[str]:
+    differ = sorted(set(a) ^ set(b))
+    for key in set(a) & set(b):
+        if key.startswith("adapter:"):
+            if a[key].keys() != b[key].keys() or any((a[key][k] != b[key][k]).any()
+                                                     for k in a[key]):
+                differ.append(key)
+        elif not a[key].equals(b[key]):
+            differ.append(key)
+    return differ
+
+
+# (marker that must exist, what the kill then interrupts); None = from the start.
+MOMENTS = [
+    (None, "start-up: prepare, checkpoint 0"),
+    ("stages/000001/propose.json", "iteration 1 solve"),
+    ("stages/000001/solve.json", "iteration 1 score"),
+    ("stages/000001/score.json", "iteration 1 update and its checkpoint write"),
+    ("stages/000002/propose.json", "iteration 2 solve"),
+    ("stages/000002/score.json", "iteration 2 update (Proposer too) and checkpoint write"),
+    ("stages/000002/update.json", "iteration 2 evaluation"),
+    ("stages/000002/evaluate.json", "iteration 2 publish and compaction"),
+    ("stages/000003/solve.json", "iteration 3 score"),
+    ("stages/000004/propose.json", "iteration 4 solve"),
+    ("stages/000004/update.json", "iteration 4 evaluation, publish and compaction"),
+]
+
+
+def _wait_for(run: Path, marker: str | None, process: subprocess.Popen) -> bool:
+    while marker is not None and not (run / marker).exists():
+        if process.poll() is not None:
+            return False
+        time.sleep(0.02)
+    return process.poll() is None
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    root = Path(tempfile.mkdtemp(prefix="chaos-"))
+    start = time.perf_counter()
+    _finish(_start(root / "reference", resume=False))
+    reference = _tables(root / "reference")
+    print(f"reference: {time.perf_counter() - start:.0f} s, "
+          f"tables {sorted(k for k in reference if ':' not in k)}", flush=True)
+    draw, identical, counted = random.Random(args.seed), 0, 0
+    for k, (marker, intended) in enumerate(MOMENTS):
+        run = root / f"kill-{k}"
+        process = _start(run, resume=False)
+        if not _wait_for(run, marker, process):
+            print(f"kill {k + 1} ({intended}): the run ended first; not counted")
+            continue
+        time.sleep(draw.uniform(0.0, 1.5) + (3.0 if marker is None else 0.0))
+        if process.poll() is not None:
+            print(f"kill {k + 1} ({intended}): the run ended first; not counted")
+            continue
+        moment = _in_progress(run)
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        _finish(_start(run, resume=True))
+        differ = _same(reference, _tables(run))
+        counted += 1
+        identical += not differ
+        verdict = "identical" if not differ else f"DIFFERS: {', '.join(differ)}"
+        print(f"kill {k + 1} aimed at {intended}; on disk: {moment}: {verdict}", flush=True)
+    print(f"{identical} of {counted} interrupted runs identical to the uninterrupted one "
+          f"({time.perf_counter() - start:.0f} s; runs under {root})")
+    return 0 if identical == counted else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
