@@ -20,7 +20,8 @@ An answer that is empty after this is None (unparsable).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 
 UNITS = frozenset({
     "%", "percent", "°", "degree", "degrees", "deg", "°c", "°f", "cm", "mm", "m", "km", "in",
@@ -159,3 +160,12 @@ def _canonical_number(answer: str) -> str | None:
     whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
     canonical = f"{whole}.{fraction}" if fraction else whole
     return "-" + canonical if negative and canonical != "0" else canonical
+
+
+def dominant_answer(answers: Sequence[str | None]) -> str | None:
+    """The most frequent non-null answer; a tie goes to the one drawn first (spec §2's rule)."""
+    counts = Counter(a for a in answers if a is not None)
+    if not counts:
+        return None
+    top = max(counts.values())
+    return next(a for a in answers if a is not None and counts[a] == top)

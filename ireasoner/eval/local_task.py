@@ -21,7 +21,6 @@ from storage.atomic import atomic_write_bytes, atomic_write_parquet
 
 LOCAL_TASK = "ireasoner_synth"
 DATA_FILE_NAME = f"{LOCAL_TASK}.parquet"
-_TEMPLATE = f"{LOCAL_TASK}.yaml.in"
 _DATA_PLACEHOLDER = "__DATA_FILE__"
 
 LOCAL_TASK_SCHEMA = pa.schema([
@@ -63,13 +62,19 @@ def build_local_task_data(
 
 def write_local_task(include_dir: Path, data_file: Path) -> Path:
     """Write `<include_dir>/ireasoner_synth/ireasoner_synth.yaml` reading `data_file`."""
+    return write_task_yaml(LOCAL_TASK, "local", include_dir, data_file)
+
+
+def write_task_yaml(task: str, kind: str, include_dir: Path, data_file: Path) -> Path:
+    """`<include_dir>/<task>/<task>.yaml` from the package's `ireasoner.eval.tasks.<task>`
+    template, reading `data_file` (the project's tasks whose data is built per evaluation)."""
     data_file = Path(data_file).resolve()
     if not data_file.is_file():
-        raise FileNotFoundError(f"local task data not found: {data_file}")
-    template = resources.files("ireasoner.eval.tasks.ireasoner_synth").joinpath(_TEMPLATE)
+        raise FileNotFoundError(f"{kind} task data not found: {data_file}")
+    template = resources.files(f"ireasoner.eval.tasks.{task}").joinpath(f"{task}.yaml.in")
     # JSON string syntax is valid YAML double-quoted syntax: any path survives quoting.
     text = template.read_text(encoding="utf-8").replace(_DATA_PLACEHOLDER, json.dumps(str(data_file)))
-    yaml_path = Path(include_dir) / LOCAL_TASK / f"{LOCAL_TASK}.yaml"
+    yaml_path = Path(include_dir) / task / f"{task}.yaml"
     atomic_write_bytes(yaml_path, text.encode("utf-8"))
     return yaml_path
 

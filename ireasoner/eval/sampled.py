@@ -9,11 +9,10 @@ validation during its warm-up use it.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from ireasoner.answers import normalise_answer
+from ireasoner.answers import dominant_answer, normalise_answer
 from ireasoner.parsing import parse_trace
 
 _MAX_STEPS = 16  # steps play no part in the score; the cap only bounds parsing work
@@ -23,15 +22,6 @@ def response_answer(response: str) -> str | None:
     """The normalised `<answer>` body of a response, or None without one."""
     tagged = parse_trace(response, _MAX_STEPS).answer
     return normalise_answer(tagged) if tagged is not None else None
-
-
-def majority(answers: Sequence[str | None]) -> str | None:
-    """The most frequent parsed answer (ties: the one seen first); None when none parsed."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    top = max(counts.values())
-    return next(a for a in answers if a is not None and counts[a] == top)
 
 
 @dataclass(frozen=True)
@@ -46,7 +36,7 @@ def score_samples(responses: Sequence[str], target: str) -> SampledScore:
         raise ValueError("score_samples needs at least one response")
     expected = normalise_answer(target)
     answers = [response_answer(r) for r in responses]
-    chosen = majority(answers)
+    chosen = dominant_answer(answers)
     correct = [a is not None and a == expected for a in answers]
     return SampledScore(
         pass_at_1=sum(correct) / len(answers),

@@ -7,22 +7,18 @@ row); `write_world_task` writes the lmms-eval task YAML that points at it.
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
 import pyarrow as pa
 
 from ireasoner.config import SolverConfig
 from ireasoner.data.world import HELD_OUT_SIZE, world_samples
-from ireasoner.eval.local_task import LOCAL_TASK_SCHEMA, _png_bytes
+from ireasoner.eval.local_task import LOCAL_TASK_SCHEMA, _png_bytes, write_task_yaml
 from ireasoner.prompts import solver_text
-from storage.atomic import atomic_write_bytes, atomic_write_parquet
+from storage.atomic import atomic_write_parquet
 
 WORLD_TASK = "ireasoner_world"
 WORLD_TASK_TEMPERATURE = 1.0  # sampled: pass@1 and maj@5 need 5 different draws
-_TEMPLATE = f"{WORLD_TASK}.yaml.in"
-_DATA_PLACEHOLDER = "__DATA_FILE__"
 
 
 def build_world_task_data(out_dir: Path, solver: SolverConfig, n: int = HELD_OUT_SIZE,
@@ -43,11 +39,4 @@ def build_world_task_data(out_dir: Path, solver: SolverConfig, n: int = HELD_OUT
 
 
 def write_world_task(include_dir: Path, data_file: Path) -> Path:
-    data_file = Path(data_file).resolve()
-    if not data_file.is_file():
-        raise FileNotFoundError(f"world task data not found: {data_file}")
-    template = resources.files("ireasoner.eval.tasks.ireasoner_world").joinpath(_TEMPLATE)
-    text = template.read_text(encoding="utf-8").replace(_DATA_PLACEHOLDER, json.dumps(str(data_file)))
-    yaml_path = Path(include_dir) / WORLD_TASK / f"{WORLD_TASK}.yaml"
-    atomic_write_bytes(yaml_path, text.encode("utf-8"))
-    return yaml_path
+    return write_task_yaml(WORLD_TASK, "world", include_dir, data_file)

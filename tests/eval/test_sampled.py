@@ -2,7 +2,8 @@
 
 import pytest
 
-from ireasoner.eval.sampled import majority, mean_scores, score_samples
+from ireasoner.answers import dominant_answer
+from ireasoner.eval.sampled import mean_scores, score_samples
 from ireasoner.eval.tasks.ireasoner_world.utils import process_results
 
 
@@ -20,14 +21,14 @@ def test_pass_at_1_is_the_mean_and_maj_at_5_the_majoritys_correctness():
 
 
 def test_unparsable_responses_never_win_the_vote():
-    assert majority([None, None, "2"]) == "2"
-    assert majority([None, None]) is None
+    assert dominant_answer([None, None, "2"]) == "2"
+    assert dominant_answer([None, None]) is None
     score = score_samples(["x", "y"], "2")
     assert (score.pass_at_1, score.majority_correct, score.agreement) == (0.0, 0.0, 0.0)
 
 
 def test_ties_go_to_the_answer_seen_first():
-    assert majority(["4", "3", "3", "4"]) == "4"
+    assert dominant_answer(["4", "3", "3", "4"]) == "4"
 
 
 def test_mean_scores_average_each_field():

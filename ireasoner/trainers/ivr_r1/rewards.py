@@ -10,7 +10,6 @@ when math-verify (a maintained math-answer library) finds the two mathematically
 from __future__ import annotations
 
 import re
-from collections import Counter
 from dataclasses import dataclass
 
 from math_verify import parse as parse_math
@@ -96,10 +95,3 @@ def score_output(text: str, label: str | None, format_weight: float) -> IVRScore
                     reward=(1 - format_weight) * r_acc + format_weight * r_format)
 
 
-def dominant_answer(answers: list[str | None]) -> str | None:
-    """The most frequent non-null answer; a tie goes to the one drawn first (spec §2's rule)."""
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    top = max(counts.values())
-    return next(a for a in answers if a is not None and counts[a] == top)

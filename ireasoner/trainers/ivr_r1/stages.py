@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from ireasoner.answers import normalise_answer
+from ireasoner.answers import dominant_answer, normalise_answer
 from ireasoner.engines import GenerationRequest, SamplingSpec
 from ireasoner.pipeline.context import RunContext
 from ireasoner.pipeline.propose import decodable_images, write_image_skips
@@ -23,7 +23,7 @@ from ireasoner.pipeline.tables import QUESTIONS, ROLLOUTS, sampled_columns
 from ireasoner.seeding import derive_seed
 from ireasoner.trainers.ivr_r1.labels import load_labels
 from ireasoner.trainers.ivr_r1.prompts import critic_text, rectifier_text
-from ireasoner.trainers.ivr_r1.rewards import boxed_content, dominant_answer, score_output
+from ireasoner.trainers.ivr_r1.rewards import boxed_content, score_output
 from ireasoner.trainers.ivr_r1.tables import CRITIQUES, IVR_REWARDS, RECTIFIED
 
 Key = tuple[int, int]  # (image_index, rollout_index)

@@ -2,10 +2,10 @@
 
 import pytest
 
+from ireasoner.answers import dominant_answer
 from ireasoner.trainers.ivr_r1.rewards import (
     accuracy_reward,
     boxed_content,
-    dominant_answer,
     format_reward,
     score_output,
 )
