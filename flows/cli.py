@@ -12,7 +12,7 @@ from pathlib import Path
 from ireasoner.config import ConfigError, load_config, training_summary
 from ireasoner.engines.server_process import ServerError
 from ireasoner.inspect.queries import NotInRun
-from storage import ResumeRefused, RunLocked
+from storage import DiskFull, ResumeRefused, RunLocked
 from storage.remote import UnsupportedURL
 
 
@@ -23,7 +23,7 @@ class OverwriteNotConfirmed(RuntimeError):
 LOOPBACK_SETTINGS = ("PREFECT_SERVER_API_HOST", "PREFECT_RUNNER_SERVER_HOST")
 
 EXPECTED_ERRORS = (ConfigError, ResumeRefused, RunLocked, FileExistsError, FileNotFoundError,
-                   NotInRun, UnsupportedURL, ServerError, OverwriteNotConfirmed)
+                   NotInRun, UnsupportedURL, ServerError, OverwriteNotConfirmed, DiskFull)
 
 
 def main(argv: list[str] | None = None) -> int:

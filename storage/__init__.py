@@ -4,7 +4,13 @@ It knows nothing of the method that fills it (imports nothing from ireasoner).
 Layout and guarantees are documented in docs/artifacts.md.
 """
 
-from storage.atomic import atomic_dir, atomic_write_bytes, atomic_write_json, atomic_write_parquet
+from storage.atomic import (
+    DiskFull,
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_parquet,
+)
 from storage.compaction import compact_run
 from storage.lock import RunLocked, run_lock
 from storage.run import COMPLETE_MARKER, NotARun, ResumeRefused, RunStore
@@ -12,6 +18,7 @@ from storage.transient import TransientStorageError, is_transient
 
 __all__ = [
     "COMPLETE_MARKER",
+    "DiskFull",
     "NotARun",
     "ResumeRefused",
     "RunLocked",

@@ -32,7 +32,7 @@ from ireasoner.policy.adapters import attach_adapters
 from ireasoner.policy.state import load_policy_state, save_policy_state
 from ireasoner.policy.update import RoleTrainer
 from ireasoner.seeding import derive_seed
-from storage import COMPLETE_MARKER, RunStore
+from storage import COMPLETE_MARKER, RunStore, atomic_write_bytes
 
 T = TypeVar("T")
 
@@ -104,7 +104,7 @@ class RunContext:
     def save_checkpoint(self, iteration: int) -> Path:
         path = save_policy_state(self.store.checkpoint_dir(iteration), self.policy,
                                  list(self.trainers.values()))
-        (path / COMPLETE_MARKER).write_text(f"{iteration}\n")
+        atomic_write_bytes(path / COMPLETE_MARKER, f"{iteration}\n".encode())
         self._policy_iteration = iteration
         self.store.prune_checkpoints(self.config.storage.keep_checkpoints_every, iteration)
         return path
