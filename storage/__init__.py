@@ -12,12 +12,15 @@ from storage.atomic import (
     atomic_write_parquet,
 )
 from storage.compaction import compact_run
+from storage.integrity import Damage
 from storage.lock import RunLocked, run_lock
-from storage.run import COMPLETE_MARKER, NotARun, ResumeRefused, RunStore
+from storage.run import COMPLETE_MARKER, DamagedRun, NotARun, ResumeRefused, RunStore
 from storage.transient import TransientStorageError, is_transient
 
 __all__ = [
     "COMPLETE_MARKER",
+    "Damage",
+    "DamagedRun",
     "DiskFull",
     "NotARun",
     "ResumeRefused",

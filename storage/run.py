@@ -4,7 +4,8 @@
     <run>/LOCK                          held by the training process (storage.lock)
     <run>/<table>/<iteration:06d>.parquet   one stage's table of one iteration
     <run>/<table>/<first:06d>-<last:06d>.parquet   completed iterations, compacted (storage.layout)
-    <run>/stages/<iteration:06d>/<stage>.json   written last: the stage is complete
+    <run>/stages/<iteration:06d>/<stage>.json   written last: the stage is complete; it
+                                        records the files the stage wrote (storage.integrity)
     <run>/checkpoints/iter-<iteration:06d>/     policy state after that iteration's last stage
 
 The store knows nothing of the method: the caller gives it the manifest's contents, the check a
@@ -33,6 +34,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from storage.atomic import atomic_write_json, atomic_write_parquet, cleanup_partial
+from storage.integrity import Damage, check_file, file_record
 from storage.layout import TableFolder, is_table_file, iteration_file
 from storage.lease import RunLease
 from storage.lock import run_lock
@@ -48,6 +50,22 @@ class ResumeRefused(ValueError):
     artifacts of another schema)."""
 
 
+class DamagedRun(ResumeRefused):
+    """Files a completed stage wrote are truncated, corrupt or gone: resuming would read them."""
+
+    def __init__(self, location: str, damage: list[Damage]):
+        self.damage = damage
+        lines = [f"run {location}: {_where(d)}: {location}/{d.path.as_posix()} {d.problem}"
+                 for d in damage]
+        super().__init__("\n".join(lines) + f"\nrun: ireasoner repair {location}  (it moves "
+                         "the damaged files aside and marks their stages to be redone)")
+
+
+def _where(damage: Damage) -> str:
+    stage = f"stage {damage.stage!r}" if damage.stage else "a stage"
+    return f"iteration {damage.iteration} {stage}"
+
+
 class NotARun(FileExistsError):
     """Overwriting a directory (or URL prefix) that holds files but no run."""
 
@@ -60,6 +78,9 @@ class RunStore:
         self.remote: Mirror | None = None
         self._mirror = mirror
         self._lease: RunLease | None = None
+        # Files written since the last stage marker (relative path -> record): the next
+        # marker vouches for them.
+        self._written: dict[str, dict[str, Any]] = {}
         if is_url(root):
             self.root = Path(mirror) if mirror is not None else default_mirror(root)
             self.remote = Mirror(root, self.root, is_marker=_is_marker)
@@ -225,7 +246,9 @@ class RunStore:
     def write_table(self, name: str, iteration: int, table: pa.Table) -> Path:
         """Atomically, as one file: a reader sees the whole table of the iteration or none.
         The table's schema is the caller's (the store checks none)."""
-        return atomic_write_parquet(self.table_path(name, iteration), table)
+        path = atomic_write_parquet(self.table_path(name, iteration), table)
+        self._record(path, rows=table.num_rows)
+        return path
 
     def read_table(self, name: str, iteration: int) -> pa.Table:
         try:  # the iteration's own file first: no listing of the folder
@@ -261,11 +284,97 @@ class RunStore:
         return self._marker(iteration, stage).is_file()
 
     def stage_info(self, iteration: int, stage: str) -> dict[str, Any]:
-        return json.loads(self._marker(iteration, stage).read_text(encoding="utf-8"))
+        """The stage's summary, as it returned it (the files it wrote aside)."""
+        info = json.loads(self._marker(iteration, stage).read_text(encoding="utf-8"))
+        info.pop("files", None)
+        return info
+
+    def stage_files(self, iteration: int, stage: str) -> dict[str, dict[str, Any]]:
+        """The files the stage wrote (relative path -> size, sha256, rows); empty for a marker
+        written before the records existed."""
+        info = json.loads(self._marker(iteration, stage).read_text(encoding="utf-8"))
+        return info.get("files", {})
+
+    def start_stage(self) -> None:
+        """Forget writes no marker vouched for (a failed attempt's): a stage starts afresh."""
+        self._written.clear()
+
+    def record_files(self, directory: Path) -> None:
+        """Have the next marker vouch for every file under `directory` (a checkpoint)."""
+        for path in sorted(Path(directory).rglob("*")):
+            if path.is_file():
+                self._record(path)
+
+    def _record(self, path: Path, rows: int | None = None) -> None:
+        self._written[path.relative_to(self.root).as_posix()] = file_record(path, rows)
 
     def mark_done(self, iteration: int, stage: str, info: dict[str, Any]) -> None:
-        """Written after every artifact of the stage: from here on the stage is complete."""
-        atomic_write_json(self._marker(iteration, stage), {"finished_at": _now(), **info})
+        """Written after every artifact of the stage: from here on the stage is complete. It
+        records the files written since the stage started, what a resume checks."""
+        files, self._written = self._written, {}
+        atomic_write_json(self._marker(iteration, stage),
+                          {"finished_at": _now(), **info, "files": files})
+
+    def markers(self) -> list[tuple[int, str]]:
+        """Every completed (iteration, stage), ascending by iteration."""
+        folder = self.root / "stages"
+        return sorted((int(marker.parent.name), marker.stem)
+                      for marker in folder.glob("*/*.json")) if folder.is_dir() else []
+
+    # ---- integrity ----------------------------------------------------------------------
+    def verify(self, *, full: bool = False) -> list[Damage]:
+        """The damaged files among those completed stages wrote (storage.integrity): recorded
+        files by size (`full`: and sha256), chunks and checkpoints' tensors by structure. A
+        recorded file that compaction merged, or a pruned checkpoint, is not missing."""
+        damage: list[Damage] = []
+        checked: set[str] = set()
+        writers: dict[str, str] = {}  # table -> the stage that writes it
+        for iteration, stage in self.markers():
+            for rel, record in self.stage_files(iteration, stage).items():
+                checked.add(rel)
+                table, _, name = rel.partition("/")
+                if _TABLE_NAME.match(table) and is_table_file(Path(name)):
+                    writers.setdefault(table, stage)
+                path = self.root / rel
+                if not path.exists() and self._moved_on(rel, iteration):
+                    continue
+                problem = check_file(path, record, full=full)
+                if problem:
+                    damage.append(Damage(Path(rel), problem, iteration, stage))
+        for name in self.tables():
+            folder = self.table_folder(name)
+            unrecorded = [(first, chunk) for first, _, chunk in folder.chunks]
+            unrecorded += [(iteration, path) for iteration, path in folder.loose.items()]
+            for iteration, path in unrecorded:
+                rel = path.relative_to(self.root).as_posix()
+                if rel not in checked and (problem := check_file(path)):
+                    damage.append(Damage(Path(rel), problem, iteration, writers.get(name)))
+        stages = self.manifest().get("stages") or [None]
+        for iteration, path in self.checkpoints():
+            for tensors in sorted(path.rglob("*.safetensors")):
+                rel = tensors.relative_to(self.root).as_posix()
+                if rel not in checked and (problem := check_file(tensors)):
+                    stage = "prepare" if iteration == 0 else stages[-1]
+                    damage.append(Damage(Path(rel), problem, iteration, stage))
+        return sorted(damage, key=lambda d: (d.iteration, d.path.as_posix()))
+
+    def require_intact(self) -> None:
+        """Refuse (DamagedRun, naming each file, its stage and `ireasoner repair`) to go on
+        with a run whose completed stages' files are damaged."""
+        damage = self.verify()
+        if damage:
+            raise DamagedRun(self.location, damage)
+
+    def _moved_on(self, rel: str, iteration: int) -> bool:
+        """A recorded file gone for a good reason: merged into a chunk, or a pruned checkpoint."""
+        parts = rel.split("/")
+        if parts[0] == "checkpoints":
+            return not (self.root / parts[0] / parts[1]).is_dir()
+        if len(parts) == 2 and _TABLE_NAME.match(parts[0]) and is_table_file(Path(parts[1])):
+            held = int(parts[1][:6])  # a chunk's span will do: its own check reads it
+            return any(first <= held <= last
+                       for first, last, _ in self.table_folder(parts[0]).chunks)
+        return False
 
     def stages(self) -> list[str]:
         """The run's stage list, as the manifest records it: the last completes an iteration."""

@@ -5,11 +5,12 @@ S3 bucket on loopback (moto)."""
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before transformers is imported: never download
 
@@ -178,14 +179,16 @@ class TrainingCLI:
 
     repo = Path(__file__).resolve().parent.parent
 
-    def start(self, config: str, overrides: list[str], resume: bool = False) -> subprocess.Popen:
+    def start(self, config: str, overrides: list[str], resume: bool = False,
+              env: dict[str, str] | None = None) -> subprocess.Popen:
+        """`env`: added to the environment (e.g. enospc_preload's)."""
         command = [sys.executable, "-m", "flows.cli", "train", "--config", config]
         for item in overrides:
             command += ["--set", item]
         if resume:
             command.append("--resume")
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "DO_NOT_TRACK": "1",
-               "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+               "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **(env or {})}
         return subprocess.Popen(command, cwd=self.repo, env=env, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -235,3 +238,23 @@ TINY_RUN = [
 def tiny_run() -> list[str]:
     """Overrides of configs/smoke.yaml for a 3-iteration run (add storage.run_dir)."""
     return list(TINY_RUN)
+
+
+ENOSPC_SHIM = Path(__file__).resolve().parent / "fixtures" / "enospc.c"
+
+
+@pytest.fixture(scope="session")
+def enospc_preload(tmp_path_factory) -> Callable[[str, int], dict[str, str]]:
+    """A full disk at the OS boundary: build tests/fixtures/enospc.c and return
+    `env(match, after)`, the environment under which a subprocess's writes to paths containing
+    `match` fail with ENOSPC once `after` bytes went to them."""
+    compiler = shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        pytest.skip("no C compiler to build the ENOSPC shim")
+    library = tmp_path_factory.mktemp("enospc") / "enospc.so"
+    subprocess.run([compiler, "-shared", "-fPIC", "-O2", "-o", str(library), str(ENOSPC_SHIM),
+                    "-ldl"], check=True, capture_output=True)
+
+    def env(match: str, after: int = 0) -> dict[str, str]:
+        return {"LD_PRELOAD": str(library), "ENOSPC_MATCH": match, "ENOSPC_AFTER": str(after)}
+    return env

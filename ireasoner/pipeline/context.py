@@ -105,6 +105,7 @@ class RunContext:
         path = save_policy_state(self.store.checkpoint_dir(iteration), self.policy,
                                  list(self.trainers.values()))
         atomic_write_bytes(path / COMPLETE_MARKER, f"{iteration}\n".encode())
+        self.store.record_files(path)  # the stage's marker vouches for them
         self._policy_iteration = iteration
         self.store.prune_checkpoints(self.config.storage.keep_checkpoints_every, iteration)
         return path

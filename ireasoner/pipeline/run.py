@@ -4,7 +4,8 @@ module decides its contents.
 
 On resume the run's own config is the starting point: a key the user's config leaves unset
 keeps the run's value, a key it sets must not change what is trained (config.RESUME_NEUTRAL_KEYS
-may change). A run written by an older version is migrated first (ireasoner.pipeline.migrations).
+may change). A run written by an older version is migrated first (ireasoner.pipeline.migrations);
+before that, the files of its completed stages are checked (storage.integrity).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def open_run(store: RunStore, config: Config, find_trainer: Callable[[str], Trai
     (`find_trainer`: trainer.kind -> spec, the registry). The caller holds the run's lock."""
     store.pull()
     if store.exists() and resume:
+        store.require_intact()  # a damaged file is named here, not met as a traceback later
         migrate_run(store, find_trainer(run_config(store).trainer.kind))
         config = resumed_config(store, config)
     trainer = find_trainer(config.trainer.kind)

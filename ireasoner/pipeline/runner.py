@@ -13,6 +13,7 @@ def run_stage(ctx: RunContext, iteration: int, stage: str, fn: StageFn) -> dict:
     """Returns the stage's summary; a completed stage is not run again (`skipped: True`)."""
     if ctx.store.stage_done(iteration, stage):
         return {**ctx.store.stage_info(iteration, stage), "skipped": True}
+    ctx.store.start_stage()
     start = time.perf_counter()
     try:
         info = fn(ctx, iteration)
