@@ -116,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     migrate.add_argument("run")
     migrate.set_defaults(handler=_migrate)
 
+    repair = sub.add_parser("repair", help="find a run's damaged files (truncated, corrupt, "
+                            "missing), move them aside with what must be redone after them, so "
+                            "that train --resume redoes it")
+    repair.add_argument("run")
+    repair.add_argument("--dry-run", action="store_true",
+                        help="list the damage and what would be moved; move nothing")
+    repair.set_defaults(handler=_repair)
+
     export = sub.add_parser("export", help="merge the Solver adapter into a full checkpoint")
     export.add_argument("run")
     export.add_argument("--iteration", default="latest", help="an iteration or 'latest'")
@@ -352,6 +360,13 @@ def _migrate(args: argparse.Namespace) -> int:
     from ireasoner.commands.migrate import migrate_command
 
     print(migrate_command(args.run))
+    return 0
+
+
+def _repair(args: argparse.Namespace) -> int:
+    from ireasoner.commands.repair import repair_command
+
+    print(repair_command(args.run, dry_run=args.dry_run))
     return 0
 
 

@@ -7,6 +7,7 @@
     <run>/stages/<iteration:06d>/<stage>.json   written last: the stage is complete; it
                                         records the files the stage wrote (storage.integrity)
     <run>/checkpoints/iter-<iteration:06d>/     policy state after that iteration's last stage
+    <run>/damaged/<time>/...                   files `ireasoner repair` moved aside, REPAIR.json
 
 The store knows nothing of the method: the caller gives it the manifest's contents, the check a
 resume must pass, and (in the manifest, under "stages") the stage list whose last stage
@@ -42,6 +43,7 @@ from storage.remote import Mirror, default_mirror, is_url
 from storage.transient import TransientStorageError, is_transient
 
 COMPLETE_MARKER = "COMPLETE"
+DAMAGED_DIR = "damaged"  # what `ireasoner repair` moved aside (RunStore.set_aside)
 _TABLE_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -364,6 +366,23 @@ class RunStore:
         damage = self.verify()
         if damage:
             raise DamagedRun(self.location, damage)
+
+    def set_aside(self, paths: Iterable[str], record: dict[str, Any]) -> Path:
+        """Move run files (relative paths; a checkpoint's directory as a whole) to
+        `<run>/damaged/<UTC time>/`, where they keep their relative paths, with `record`
+        (why) as REPAIR.json beside them; returns that folder. Nothing is deleted."""
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        folder, n = self.root / DAMAGED_DIR / stamp, 1
+        while folder.exists():
+            folder, n = self.root / DAMAGED_DIR / f"{stamp}-{n}", n + 1
+        # Stage markers first: a move cut short never leaves a marker whose files are gone.
+        for rel in sorted(set(paths), key=lambda rel: (not rel.startswith("stages/"), rel)):
+            source = self.root / rel
+            if source.exists():
+                (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+                source.rename(folder / rel)
+        atomic_write_json(folder / "REPAIR.json", record)
+        return folder
 
     def _moved_on(self, rel: str, iteration: int) -> bool:
         """A recorded file gone for a good reason: merged into a chunk, or a pruned checkpoint."""
