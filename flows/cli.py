@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from flows.console import configure_console
 
-    configure_console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0))
+    configure_console(getattr(args, "verbose", 0) - getattr(args, "quiet", 0), EXPECTED_ERRORS)
     try:
         return args.handler(args) or 0
     except EXPECTED_ERRORS as err:

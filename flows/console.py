@@ -37,23 +37,33 @@ class ConsoleHandler(logging.StreamHandler):
 class _QuietTaskRuns(logging.Filter):
     """Prefect logs each task run's start and end state (five tasks an iteration); the console
     shows them with -v only (the UI keeps them: its handler is not filtered). Records marked
-    `console=False` (the summary lines a progress bar shows) stay off the console too."""
+    `console=False` (the summary lines a progress bar shows) stay off the console too. An
+    expected error (a full disk, a refused resume: the CLI prints it as one line) keeps its
+    message and loses its traceback, except with -v."""
 
     def __init__(self) -> None:
         super().__init__()
         self.verbosity = 0
+        self.expected: tuple[type[BaseException], ...] = ()
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not getattr(record, "console", True):  # shown by the progress bar already
             return False
+        if (record.exc_info and isinstance(record.exc_info[1], self.expected)
+                and self.verbosity <= 0):
+            # The console handler is the root's, the last to see the record: the UI's handler
+            # (on Prefect's loggers) has logged the traceback already.
+            record.exc_info, record.exc_text = None, None
         if record.name.startswith("prefect.task_runs") and record.levelno < logging.WARNING:
             return self.verbosity > 0
         return True
 
 
-def configure_console(verbosity: int) -> None:
+def configure_console(verbosity: int,
+                      expected: tuple[type[BaseException], ...] = ()) -> None:
     """-1 (-q): warnings and errors only; 0: the project's INFO messages and progress; 1 (-v):
-    DEBUG messages and Prefect's task-run lines. Idempotent (tests call the CLI in-process)."""
+    DEBUG messages and Prefect's task-run lines. `expected`: errors logged without their
+    traceback below -v. Idempotent (tests call the CLI in-process)."""
     level = LEVELS[max(-1, min(1, verbosity))]
     if verbosity < 0:
         _no_hub_progress_bars()
@@ -75,6 +85,7 @@ def configure_console(verbosity: int) -> None:
         quiet = _QuietTaskRuns()
         handler.addFilter(quiet)
     quiet.verbosity = verbosity
+    quiet.expected = expected
 
 
 def _no_hub_progress_bars() -> None:
