@@ -11,6 +11,14 @@ equal the reference's. Prints what was in progress at each kill and the verdict;
 any run differs.
 
     python benchmarks/chaos.py [--seed 0]
+
+With --enospc, the disk fills instead: each run writes through tests/fixtures/enospc.c (an
+LD_PRELOAD shim failing write(2) with ENOSPC after k bytes to matching paths) aimed at one write
+(a table of each stage, a checkpoint mid-tensor, a stage marker, a compaction chunk); it must
+fail with the one-line DiskFull error, leave no temporary and no file under the aimed name, and
+`--resume` without the shim must end identical to the uninterrupted run.
+
+    python benchmarks/chaos.py --enospc
 """
 
 from __future__ import annotations
@@ -38,14 +46,15 @@ OVERRIDES = ["schedule.iterations=4", "schedule.images_per_iteration=1",
 STAGES = ("propose", "solve", "score", "update")
 
 
-def _start(run: Path, resume: bool) -> subprocess.Popen:
+def _start(run: Path, resume: bool, env: dict[str, str] | None = None) -> subprocess.Popen:
     command = [sys.executable, "-m", "flows.cli", "-q", "train", "--config",
                "configs/smoke.yaml", "--run-dir", str(run)]
     for item in OVERRIDES:
         command += ["--set", item]
     if resume:
         command.append("--resume")
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"),
+           **(env or {})}
     return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
 
@@ -128,9 +137,56 @@ def _wait_for(run: Path, marker: str | None, process: subprocess.Popen) -> bool:
     return process.poll() is None
 
 
+# (path pattern, bytes let through, what the full disk interrupts, the file it must not leave)
+ENOSPC_TARGETS = [
+    ("/questions/.000001.parquet.", 0, "iteration 1 propose", "questions/000001.parquet"),
+    ("/rollouts/.000002.parquet.", 0, "iteration 2 solve", "rollouts/000002.parquet"),
+    ("/rewards/.000003.parquet.", 0, "iteration 3 score", "rewards/000003.parquet"),
+    ("/checkpoints/.iter-000002.", 20_000, "iteration 2 update, 20 kB into its checkpoint",
+     "checkpoints/iter-000002"),
+    ("/stages/000003/.update.json.", 0, "iteration 3 update's stage marker",
+     "stages/000003/update.json"),
+    ("/steps/.000001-000002.parquet.", 0, "compaction of iterations 1-2",
+     "steps/000001-000002.parquet"),
+]
+
+
+def _enospc(root: Path, reference: dict) -> tuple[int, int]:
+    """Each ENOSPC target, then --resume; returns (identical and clean, counted)."""
+    library = root / "enospc.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library),
+                    str(REPO / "tests" / "fixtures" / "enospc.c"), "-ldl"], check=True)
+    good = 0
+    for k, (match, after, intended, target) in enumerate(ENOSPC_TARGETS):
+        run = root / f"enospc-{k}"
+        env = {"LD_PRELOAD": str(library), "ENOSPC_MATCH": match, "ENOSPC_AFTER": str(after)}
+        process = _start(run, resume=False, env=env)
+        output, _ = process.communicate(timeout=1800)
+        line = next((x for x in output.splitlines() if x.startswith("ireasoner: error:")), "")
+        partial = [p.relative_to(run).as_posix() for p in run.rglob("*")
+                   if p.name.endswith((".tmp", ".old"))]
+        problems = []
+        if process.returncode != 2 or "the disk is full" not in line:
+            problems.append(f"exit {process.returncode}, no DiskFull line")
+        if "Traceback" in output:
+            problems.append("a traceback was printed")
+        if partial or (run / target).exists():
+            problems.append(f"left {partial or target}")
+        _finish(_start(run, resume=True))
+        differ = _same(reference, _tables(run))
+        if differ:
+            problems.append(f"resumed run differs: {', '.join(differ)}")
+        good += not problems
+        print(f"disk full at {intended}: {line.removeprefix('ireasoner: error: ')[:110]}...; "
+              f"{'; '.join(problems) or 'nothing partial, resumed run identical'}", flush=True)
+    return good, len(ENOSPC_TARGETS)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--enospc", action="store_true",
+                        help="fill the disk at aimed writes instead of killing the run")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="chaos-"))
     start = time.perf_counter()
@@ -138,6 +194,11 @@ def main() -> int:
     reference = _tables(root / "reference")
     print(f"reference: {time.perf_counter() - start:.0f} s, "
           f"tables {sorted(k for k in reference if ':' not in k)}", flush=True)
+    if args.enospc:
+        good, counted = _enospc(root, reference)
+        print(f"{good} of {counted} full-disk runs failed cleanly and resumed identical "
+              f"({time.perf_counter() - start:.0f} s; runs under {root})")
+        return 0 if good == counted else 1
     draw, identical, counted = random.Random(args.seed), 0, 0
     for k, (marker, intended) in enumerate(MOMENTS):
         run = root / f"kill-{k}"
