@@ -330,6 +330,7 @@ class RunStore:
         recorded file that compaction merged, or a pruned checkpoint, is not missing."""
         damage: list[Damage] = []
         checked: set[str] = set()
+        folders = {name: self.table_folder(name) for name in self.tables()}  # listed once
         writers: dict[str, str] = {}  # table -> the stage that writes it
         for iteration, stage in self.markers():
             for rel, record in self.stage_files(iteration, stage).items():
@@ -338,13 +339,12 @@ class RunStore:
                 if _TABLE_NAME.match(table) and is_table_file(Path(name)):
                     writers.setdefault(table, stage)
                 path = self.root / rel
-                if not path.exists() and self._moved_on(rel, iteration):
+                if not path.exists() and self._moved_on(rel, folders):
                     continue
                 problem = check_file(path, record, full=full)
                 if problem:
                     damage.append(Damage(Path(rel), problem, iteration, stage))
-        for name in self.tables():
-            folder = self.table_folder(name)
+        for name, folder in folders.items():
             unrecorded = [(first, chunk) for first, _, chunk in folder.chunks]
             unrecorded += [(iteration, path) for iteration, path in folder.loose.items()]
             for iteration, path in unrecorded:
@@ -384,15 +384,14 @@ class RunStore:
         atomic_write_json(folder / "REPAIR.json", record)
         return folder
 
-    def _moved_on(self, rel: str, iteration: int) -> bool:
+    def _moved_on(self, rel: str, folders: dict[str, TableFolder]) -> bool:
         """A recorded file gone for a good reason: merged into a chunk, or a pruned checkpoint."""
         parts = rel.split("/")
         if parts[0] == "checkpoints":
             return not (self.root / parts[0] / parts[1]).is_dir()
-        if len(parts) == 2 and _TABLE_NAME.match(parts[0]) and is_table_file(Path(parts[1])):
+        if len(parts) == 2 and parts[0] in folders and is_table_file(Path(parts[1])):
             held = int(parts[1][:6])  # a chunk's span will do: its own check reads it
-            return any(first <= held <= last
-                       for first, last, _ in self.table_folder(parts[0]).chunks)
+            return any(first <= held <= last for first, last, _ in folders[parts[0]].chunks)
         return False
 
     def stages(self) -> list[str]:
