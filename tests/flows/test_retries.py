@@ -1,6 +1,8 @@
 """Prefect retries an idempotent task only for a transient storage fault (injected into the real
 S3 server's uploads): the retried stage is not run twice; any other failure fails at once."""
 
+import errno
+
 import pyarrow as pa
 import pytest
 from prefect import flow
@@ -10,7 +12,8 @@ from ireasoner.config import load_config
 from ireasoner.pipeline.context import RunContext
 from ireasoner.pipeline.run import open_run
 from ireasoner.trainers.registry import trainer_spec
-from storage import RunStore
+from storage import DiskFull, RunStore
+from storage.atomic import disk_full_named
 
 pytestmark = pytest.mark.slow  # an ephemeral Prefect API per test
 
@@ -62,5 +65,19 @@ def test_a_stage_that_fails_by_itself_is_not_retried(s3_bucket, tmp_path):
         raise ValueError("a bug in the stage")
 
     with pytest.raises(ValueError, match="a bug in the stage"):
+        _run(ctx, stage)
+    assert calls == [1]
+
+
+def test_a_full_disk_is_not_retried(s3_bucket, tmp_path):
+    ctx = _context(f"{s3_bucket}/disk-full", tmp_path / "mirror")
+    calls = []
+
+    def stage(ctx, iteration):  # its write fails as the OS reports a full disk
+        calls.append(iteration)
+        with disk_full_named(ctx.store.table_path("skips", iteration)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(DiskFull, match="skips/000001.parquet: the disk is full"):
         _run(ctx, stage)
     assert calls == [1]
