@@ -7,10 +7,16 @@ at iterations 2 and 4; checkpoints kept every 2), then one run per moment below,
 the end. A moment is a marker file's appearance plus a random delay (0-1.5 s, seeded), so the
 kills land inside start-up, every stage, the checkpoint writes of the update stage, evaluation,
 publishing and compaction. Each run's tables (wall-time columns aside) and final adapters must
-equal the reference's. Prints what was in progress at each kill and the verdict; exits 1 if
-any run differs.
+equal the reference's. Prints what was in progress at each kill (read from disk once the
+process group is dead) and the verdict; exits 1 if any run differs.
 
-    python benchmarks/chaos.py [--seed 0]
+Compaction (iterations 1-2 after iteration 2's evaluation, 3-4 after iteration 4's) lasts a
+fraction of a second, which a marker plus a delay missed; its moments are aimed by watching for
+its first chunk (or the chunk's temporary) and killing within milliseconds, and at exact file
+operations (the chunk's rename, the removal of the per-iteration files it holds) through
+tests/fixtures/killat.c, an LD_PRELOAD shim that sends SIGKILL to the process group there.
+
+    python benchmarks/chaos.py [--seed 0] [--moments run,compaction]
 
 With --enospc, the disk fills instead: each run writes through tests/fixtures/enospc.c (an
 LD_PRELOAD shim failing write(2) with ENOSPC after k bytes to matching paths) aimed at one write
@@ -24,8 +30,10 @@ fail with the one-line DiskFull error, leave no temporary and no file under the 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -44,6 +52,7 @@ OVERRIDES = ["schedule.iterations=4", "schedule.images_per_iteration=1",
              "storage.keep_checkpoints_every=2", "evaluation.every=2", "evaluation.limit=2",
              "evaluation.max_new_tokens=32"]
 STAGES = ("propose", "solve", "score", "update")
+CHUNK_NAME = re.compile(r"^\d{6}-\d{6}\.parquet")  # a chunk or its temporary, dot stripped
 
 
 def _start(run: Path, resume: bool, env: dict[str, str] | None = None) -> subprocess.Popen:
@@ -65,8 +74,38 @@ def _finish(process: subprocess.Popen) -> None:
         raise RuntimeError(f"training exited {process.returncode}:\n{output[-3000:]}")
 
 
+def _compaction_in_progress(run: Path) -> str | None:
+    """A compaction caught midway, table by table, or None: a block with a chunk (or a chunk's
+    temporary) in some table while some table still holds per-iteration files of it."""
+    blocks = {tuple(int(n) for n in p.name.lstrip(".")[:13].split("-"))
+              for p in run.glob("*/*") if CHUNK_NAME.match(p.name.lstrip("."))}
+    for first, last in sorted(blocks):
+        chunk = f"{first:06d}-{last:06d}.parquet"
+        done, writing, pending, shadowed = [], [], [], []
+        for folder in sorted(p for p in run.iterdir() if p.is_dir()):
+            loose = [folder / f"{i:06d}.parquet" for i in range(first, last + 1)
+                     if (folder / f"{i:06d}.parquet").exists()]
+            if (folder / chunk).exists():
+                done.append(folder.name)
+                shadowed += [f"{folder.name}/{p.stem}" for p in loose]
+            elif any(folder.glob(f".{chunk}.*.tmp")):
+                writing.append(folder.name)
+            elif loose:
+                pending.append(folder.name)
+        if writing or pending or shadowed:
+            return (f"compaction of {first}-{last}: chunk written in {', '.join(done) or 'none'}"
+                    + (f" (per-iteration files still there: {', '.join(shadowed)})"
+                       if shadowed else "")
+                    + (f"; chunk's temporary in {', '.join(writing)}" if writing else "")
+                    + f"; not begun in {', '.join(pending) or 'none'}")
+    return None
+
+
 def _in_progress(run: Path) -> str:
-    """What a kill now interrupts, read from the markers and temporary files on disk."""
+    """What a kill interrupted, read from the markers and temporary files on disk."""
+    compaction = _compaction_in_progress(run)
+    if compaction:
+        return compaction
     partial = sorted(p.relative_to(run).as_posix() for p in run.rglob("*.tmp"))
     if any(p.startswith("eval/") for p in partial):  # the merged copy lmms-eval reads
         return f"evaluation of {next(p for p in partial if p.startswith('eval/')).split('/')[1]}"
@@ -129,12 +168,51 @@ MOMENTS = [
 ]
 
 
-def _wait_for(run: Path, marker: str | None, process: subprocess.Popen) -> bool:
+# Compaction, by watching: (marker, glob under the run whose first match starts the kill, the
+# most milliseconds drawn to wait after it, what the kill interrupts).
+COMPACTION_WATCHED = [
+    ("stages/000002/evaluate.json", "*/*000001-000002.parquet*", 0,
+     "compaction of 1-2, at its first sign (a chunk's temporary or a chunk)"),
+    ("stages/000002/evaluate.json", "*/000001-000002.parquet", 40,
+     "compaction of 1-2, after its first chunk"),
+    ("stages/000004/evaluate.json", "*/000003-000004.parquet", 40,
+     "compaction of 3-4 (the run's last act), after its first chunk"),
+]
+# Compaction, at an exact file operation through tests/fixtures/killat.c: (call, a substring of
+# its path, which matching call, what the kill interrupts). Tables compact in name order.
+COMPACTION_EXACT = [
+    ("unlink", "/questions/000001.parquet", 1,
+     "compaction of 1-2 between the questions chunk's rename and the removal of its files"),
+    ("rename", "/rewards/.000001-000002.parquet.", 1,
+     "compaction of 1-2, the rewards chunk written, not yet renamed"),
+    ("unlink", "/steps/000004.parquet", 1,
+     "compaction of 3-4 between the removals of steps' two per-iteration files"),
+]
+
+
+def _wait_for(run: Path, marker: str | None, process: subprocess.Popen,
+              pattern: str | None = None) -> bool:
+    """Until `marker` exists, then (if given) something matching `pattern` does; False if the
+    run ended first. Compaction lasts ~0.1-0.5 s, so its pattern is polled every millisecond."""
     while marker is not None and not (run / marker).exists():
         if process.poll() is not None:
             return False
         time.sleep(0.02)
+    while pattern is not None and next(run.glob(pattern), None) is None:
+        if process.poll() is not None:
+            return False
+        time.sleep(0.001)
     return process.poll() is None
+
+
+def _kill_and_resume(run: Path, process: subprocess.Popen, reference: dict) -> tuple[str, list]:
+    """kill -9 the process group (if the shim has not), read where it landed, resume, compare."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    moment = _in_progress(run)
+    _finish(_start(run, resume=True))
+    return moment, _same(reference, _tables(run))
 
 
 # (path pattern, bytes let through, what the full disk interrupts, the file it must not leave)
@@ -153,9 +231,7 @@ ENOSPC_TARGETS = [
 
 def _enospc(root: Path, reference: dict) -> tuple[int, int]:
     """Each ENOSPC target, then --resume; returns (identical and clean, counted)."""
-    library = root / "enospc.so"
-    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library),
-                    str(REPO / "tests" / "fixtures" / "enospc.c"), "-ldl"], check=True)
+    library = _build_shim(root, "enospc")
     good = 0
     for k, (match, after, intended, target) in enumerate(ENOSPC_TARGETS):
         run = root / f"enospc-{k}"
@@ -182,12 +258,31 @@ def _enospc(root: Path, reference: dict) -> tuple[int, int]:
     return good, len(ENOSPC_TARGETS)
 
 
+def _show(results: list[tuple[str, str, list]]) -> None:
+    intended, moment, differ = results[-1]
+    verdict = "identical" if not differ else f"DIFFERS: {', '.join(differ)}"
+    print(f"kill {len(results)} aimed at {intended}; on disk: {moment}: {verdict}", flush=True)
+
+
+def _build_shim(root: Path, name: str) -> Path:
+    library = root / f"{name}.so"
+    subprocess.run(["cc", "-shared", "-fPIC", "-O2", "-o", str(library),
+                    str(REPO / "tests" / "fixtures" / f"{name}.c"), "-ldl"], check=True)
+    return library
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--enospc", action="store_true",
                         help="fill the disk at aimed writes instead of killing the run")
+    parser.add_argument("--moments", default="run,compaction",
+                        help="which kills, comma-separated: run (a marker plus a delay, over "
+                             "the whole run), compaction (aimed at compaction)")
     args = parser.parse_args()
+    moments = set(args.moments.split(","))
+    if not moments or moments - {"run", "compaction"}:
+        parser.error(f"--moments {args.moments}: choose from run, compaction")
     root = Path(tempfile.mkdtemp(prefix="chaos-"))
     start = time.perf_counter()
     _finish(_start(root / "reference", resume=False))
@@ -199,26 +294,46 @@ def main() -> int:
         print(f"{good} of {counted} full-disk runs failed cleanly and resumed identical "
               f"({time.perf_counter() - start:.0f} s; runs under {root})")
         return 0 if good == counted else 1
-    draw, identical, counted = random.Random(args.seed), 0, 0
-    for k, (marker, intended) in enumerate(MOMENTS):
-        run = root / f"kill-{k}"
-        process = _start(run, resume=False)
-        if not _wait_for(run, marker, process):
-            print(f"kill {k + 1} ({intended}): the run ended first; not counted")
-            continue
-        time.sleep(draw.uniform(0.0, 1.5) + (3.0 if marker is None else 0.0))
-        if process.poll() is not None:
-            print(f"kill {k + 1} ({intended}): the run ended first; not counted")
-            continue
-        moment = _in_progress(run)
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        _finish(_start(run, resume=True))
-        differ = _same(reference, _tables(run))
-        counted += 1
-        identical += not differ
-        verdict = "identical" if not differ else f"DIFFERS: {', '.join(differ)}"
-        print(f"kill {k + 1} aimed at {intended}; on disk: {moment}: {verdict}", flush=True)
+    draw = random.Random(args.seed)
+    results: list[tuple[str, str, list]] = []  # (aimed at, landed at, tables that differ)
+    if "run" in moments:
+        for k, (marker, intended) in enumerate(MOMENTS):
+            run = root / f"kill-{k}"
+            process = _start(run, resume=False)
+            if not _wait_for(run, marker, process):
+                print(f"kill {k + 1} ({intended}): the run ended first; not counted")
+                continue
+            time.sleep(draw.uniform(0.0, 1.5) + (3.0 if marker is None else 0.0))
+            if process.poll() is not None:
+                print(f"kill {k + 1} ({intended}): the run ended first; not counted")
+                continue
+            results.append((intended, *_kill_and_resume(run, process, reference)))
+            _show(results)
+    if "compaction" in moments:
+        for k, (marker, pattern, most_ms, intended) in enumerate(COMPACTION_WATCHED):
+            run = root / f"compaction-watched-{k}"
+            process = _start(run, resume=False)
+            if not _wait_for(run, marker, process, pattern):
+                print(f"kill ({intended}): the run ended first; not counted")
+                continue
+            time.sleep(draw.uniform(0.0, most_ms / 1000))
+            results.append((intended, *_kill_and_resume(run, process, reference)))
+            _show(results)
+        library = _build_shim(root, "killat")
+        for k, (call, match, nth, intended) in enumerate(COMPACTION_EXACT):
+            run = root / f"compaction-exact-{k}"
+            process = _start(run, resume=False, env={
+                "LD_PRELOAD": str(library), "KILL_AT_CALL": call, "KILL_AT_MATCH": match,
+                "KILL_AT_NTH": str(nth)})
+            process.communicate(timeout=1800)
+            if process.returncode != -signal.SIGKILL:
+                print(f"kill ({intended}): exited {process.returncode}, the shim never fired; "
+                      "not counted")
+                continue
+            results.append((intended, *_kill_and_resume(run, process, reference)))
+            _show(results)
+    identical = sum(not differ for *_, differ in results)
+    counted = len(results)
     print(f"{identical} of {counted} interrupted runs identical to the uninterrupted one "
           f"({time.perf_counter() - start:.0f} s; runs under {root})")
     return 0 if identical == counted else 1
