@@ -6,8 +6,8 @@ at iterations 2 and 4; checkpoints kept every 2), then one run per moment below,
 (SIGKILL to its whole process group: the trainer and its embedded Prefect server) and resumed to
 the end. A moment is a marker file's appearance plus a random delay (0-1.5 s, seeded), so the
 kills land inside start-up, every stage, the checkpoint writes of the update stage, evaluation,
-publishing and compaction. Each run's tables (wall-time columns aside) and final adapters must
-equal the reference's. Prints what was in progress at each kill (read from disk once the
+publishing and compaction. Each run's tables (wall-time columns aside), the files holding them
+(chunks, nothing shadowed or temporary left) and final adapters must equal the reference's. Prints what was in progress at each kill (read from disk once the
 process group is dead) and the verdict; exits 1 if any run differs.
 
 Compaction (iterations 1-2 after iteration 2's evaluation, 3-4 after iteration 4's) lasts a
@@ -123,7 +123,9 @@ def _in_progress(run: Path) -> str:
 
 
 def _tables(run: Path) -> dict[str, object]:
-    """Every table's rows, sorted, with wall-time columns dropped; the final adapters."""
+    """Every table's rows, sorted, with wall-time columns dropped; the final adapters; which
+    files hold them (a resumed run compacts as the uninterrupted one did, leaving nothing
+    shadowed or temporary)."""
     import polars as pl
 
     out = {}
@@ -131,6 +133,7 @@ def _tables(run: Path) -> dict[str, object]:
         files = sorted(directory.glob("*.parquet"))
         if not files or directory.name in {"eval", "checkpoints"}:
             continue
+        out[f"files:{directory.name}"] = sorted(p.name for p in directory.iterdir())
         frame = pl.concat([pl.from_arrow(pq.read_table(f)) for f in files], how="vertical")
         frame = frame.drop([c for c in frame.columns if c.startswith("seconds")])
         out[directory.name] = frame.sort(pl.all())
@@ -146,6 +149,9 @@ def _same(a: dict, b: dict) -> list[str]:
         if key.startswith("adapter:"):
             if a[key].keys() != b[key].keys() or any((a[key][k] != b[key][k]).any()
                                                      for k in a[key]):
+                differ.append(key)
+        elif key.startswith("files:"):
+            if a[key] != b[key]:
                 differ.append(key)
         elif not a[key].equals(b[key]):
             differ.append(key)
