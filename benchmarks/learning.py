@@ -59,7 +59,9 @@ def train_run(run_dir: Path, condition: str, seed: int, iterations: int) -> RunS
 
     overlays, overrides = CONDITIONS[condition]
     store = RunStore(str(run_dir))
-    store.remove()  # a fresh run each time: the benchmark measures whole runs
+    # A fresh run each time (the benchmark measures whole runs); an earlier one is moved aside
+    # to <run>.replaced-<time>, as `ireasoner train --overwrite` does, never deleted.
+    store.move_aside()
     train(config=[CONFIG, *overlays],
           overrides=[*overrides, f"trainer.seed={seed}", f"schedule.iterations={iterations}",
                      f"storage.run_dir={run_dir}"], resume=False)

@@ -25,9 +25,6 @@ def report():
     return read_report(ensure_world_model(seed=0))
 
 
-# Known shortfall: world model v1 stops at validation pass@1 0.25 but measures 0.20 on the
-# held-out split (world.json), below the band. Remove the mark once a rebuild lands in it.
-@pytest.mark.xfail(strict=True, reason="world model v1: held-out pass@1 0.20 < 0.25 (issue 15)")
 def test_the_cached_warm_up_lands_in_the_band_with_maj_at_5_above_pass_at_1(report):
     check_report(report)
     assert PASS_BAND[0] <= report.held_out_pass_at_1 <= PASS_BAND[1]
