@@ -131,7 +131,11 @@ def evaluate_checkpoint(
     """
     if not tasks:
         raise ValueError("no tasks to evaluate")
-    out_dir = Path(out_dir)
+    # Absolute: lmms-eval runs with its output folder as working directory, where a relative
+    # run directory (`--run-dir runs/x`) would point nowhere.
+    out_dir = Path(out_dir).resolve()
+    if Path(model_path).exists():  # a local checkpoint (not a hub id): absolute for the same reason
+        model_path = str(Path(model_path).resolve())
     device = _resolve_device(device)
     if served is not None:
         chosen: Backend = "openai"
