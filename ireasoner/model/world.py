@@ -1,6 +1,7 @@
 """The world model: the tiny Qwen2.5-VL (same architecture, building and loading code) with a
 tokenizer learnt from the miniature world's texts, warmed up on the world's train split in two
-stages until it counts right about four times in ten, with noise a majority vote can remove.
+stages until it counts right a little more than half the time, with noise a majority vote can
+remove.
 
 1. Alignment (LLaVA's first stage in miniature): the vision tower and merger learn to put each
    cell's merged patch token on the language model's embedding of what the cell shows (its
@@ -13,9 +14,10 @@ stages until it counts right about four times in ten, with noise a majority vote
    of each colour, then their sum). Every CHECK_EVERY steps the validation split is sampled;
    the weights kept are those of the check with the largest maj@5 - pass@1 among the checks
    whose pass@1 reaches WORLD_TARGET_PASS: the Solver's majority right more often than one
-   sample is the room consensus training has. (Learning is abrupt: in one build validation
-   pass@1 went 0.35 -> 0.55 in 200 steps and a first-check-past-the-target rule kept a model
-   whose held-out maj@5 was below its pass@1.)
+   sample is the room consensus training has. Training stops once validation pass@1 passes
+   STOP_PASS. (Learning is abrupt: in one build validation pass@1 went 0.35 -> 0.55 in 200
+   steps, and a first-check-past-the-target rule kept a model whose held-out maj@5 was below
+   its pass@1.)
 
 The held-out split's pass@1 and maj@5 are measured once, at the end, and recorded in world.json
 next to the weights (never used to decide anything).
@@ -60,7 +62,7 @@ WORLD_SOLVER_PROMPT = ("{question} Count step by step inside <think> </think>, t
 WORLD_IVR_PROMPT = ("{question} Describe the counts inside <desc> </desc>, add them inside "
                     "<think> </think>, then give the number as \\boxed{...}.")
 
-# The band the held-out pass@1 must land in (issue 15), and where early stopping aims.
+# The band the held-out pass@1 must land in (issue 15), and how the warm-up's weights are chosen.
 PASS_BAND = (0.25, 0.60)
 WORLD_TARGET_PASS = 0.30
 MIN_MAJORITY_GAIN = 0.05
