@@ -79,6 +79,10 @@ CHECK_EVERY = 50
 FIRST_CHECK = 300  # nothing is learnt earlier (pass@1 stays at the prior's ~0.2)
 MAX_STEPS = 1000
 MAX_NEW_TOKENS = 48  # the longest trace is ~30 tokens
+# The warm-up's result depends on torch's thread count (the order of float reductions): with one
+# thread the same seed kept another step and other scores. Pinned, so that every build on the
+# same kind of CPU gives the recorded model whatever OMP_NUM_THREADS says.
+BUILD_THREADS = 2
 
 
 @dataclass
@@ -293,7 +297,12 @@ def ensure_world_model(seed: int = 0, cache_dir: Path | None = None) -> Path:
     def build(staging: Path) -> None:
         random_dir = staging / "random"
         build_tiny_model(random_dir, seed, tokenizer_texts())
-        warm_up_world(random_dir, staging, seed)
+        threads = torch.get_num_threads()
+        torch.set_num_threads(BUILD_THREADS)
+        try:
+            warm_up_world(random_dir, staging, seed)
+        finally:
+            torch.set_num_threads(threads)
         for path in sorted(random_dir.rglob("*"), reverse=True):
             path.unlink() if path.is_file() else path.rmdir()
         random_dir.rmdir()

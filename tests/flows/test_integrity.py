@@ -8,10 +8,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from safetensors.numpy import load_file
 
 from flows.cli import main
-from storage import RunStore
+from tests.flows.same_run import assert_same_run
 
 pytestmark = pytest.mark.slow
 
@@ -34,20 +33,7 @@ def reference(tmp_path_factory, tiny_model_path, tiny_run, training_cli):
 
 
 def _assert_same_as(run: Path, reference: Path) -> None:
-    for table in TABLES:
-        for iteration in range(1, ITERATIONS + 1):
-            got = RunStore(run).read_table(table, iteration)
-            want = RunStore(reference).read_table(table, iteration)
-            if table == "metrics":  # wall times differ
-                timed = [c for c in want.column_names if c.startswith("seconds_")]
-                got, want = got.drop(timed), want.drop(timed)
-            assert got.equals(want), f"{table} of iteration {iteration} differs"
-    for role in ("solver", "proposer"):
-        rel = Path("checkpoints") / f"iter-{ITERATIONS:06d}" / "adapters" / role
-        got = load_file(str(run / rel / "adapter_model.safetensors"))
-        want = load_file(str(reference / rel / "adapter_model.safetensors"))
-        assert got.keys() == want.keys()
-        assert all((got[k] == want[k]).all() for k in want), f"{role} adapter differs"
+    assert_same_run(run, reference, TABLES, ITERATIONS)
 
 
 def _fails(process) -> str:

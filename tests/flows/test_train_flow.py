@@ -10,11 +10,11 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from safetensors.numpy import load_file
 
 from ireasoner.commands.rescore import rescore_run
 from ireasoner.trainers.registry import trainer_spec
 from storage import RunStore, compact_run
+from tests.flows.same_run import assert_same_run
 
 TABLES = {table.name: table.schema for table in trainer_spec("ireasoner").all_tables()}
 
@@ -23,11 +23,6 @@ pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = str(REPO / "configs" / "smoke.yaml")
 PER_ITERATION = ("questions", "rollouts", "steps", "rewards", "groups", "updates", "metrics")
-
-
-def _adapter_weights(run: Path, iteration: int, role: str) -> dict:
-    path = run / "checkpoints" / f"iter-{iteration:06d}" / "adapters" / role
-    return load_file(str(path / "adapter_model.safetensors"))
 
 
 @pytest.fixture(scope="module")
@@ -111,18 +106,7 @@ def test_kill_9_during_a_stage_then_resume_gives_identical_results(finished_run,
     assert solver["step"].to_list() == [7, 8, 9] and solver["baseline"].n_unique() == 3
     for table in PER_ITERATION:
         assert not (run / table / "000003.parquet").exists(), f"{table} not compacted"
-        for iteration in (1, 2, 3):
-            resumed = RunStore(run).read_table(table, iteration)
-            original = RunStore(finished_run).read_table(table, iteration)
-            if table == "metrics":  # wall times differ
-                timed = [c for c in original.column_names if c.startswith("seconds_")]
-                resumed, original = resumed.drop(timed), original.drop(timed)
-            assert resumed.equals(original), f"{table} of iteration {iteration} differ"
-    for role in ("solver", "proposer"):
-        resumed, original = _adapter_weights(run, 3, role), _adapter_weights(finished_run, 3, role)
-        assert resumed.keys() == original.keys()
-        for key in original:
-            assert (resumed[key] == original[key]).all(), f"{role} {key} differs"
+    assert_same_run(run, finished_run, PER_ITERATION, 3)
 
 
 def test_resume_with_a_training_change_is_refused_naming_the_key(finished_run, tiny_run,
