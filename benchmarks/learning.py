@@ -12,6 +12,10 @@ answer agreement |G|/N, the share of rollouts with r_step > 0, mean r_step, the 
 beta, read back from the run's metrics and rewards tables.
 
     python benchmarks/learning.py --out runs/learning [--seeds 0 1 2] [--iterations 20]
+        [--set optimization.lr=1e-4 ...] [--split validation]
+
+Settings (lr, iterations, ...) are chosen with --split validation: the same runs scored on 128
+validation images by the world model's own sampler, the held-out split untouched.
 
 Writes <out>/summary.parquet (one row per run), <out>/curves.parquet (one row per run and
 iteration) and <out>/learning.png (mean and spread over seeds) when matplotlib is installed.
@@ -54,10 +58,12 @@ SCORES = ("pass_at_1", "maj_at_5", "agreement")
 CURVES = ("group_fraction", "r_step_positive", "r_step", "kl", "beta")
 
 
-def train_run(run_dir: Path, condition: str, seed: int, iterations: int) -> RunStore:
+def train_run(run_dir: Path, condition: str, seed: int, iterations: int,
+              settings: list[str] = ()) -> RunStore:
     from flows.train import train
 
     overlays, overrides = CONDITIONS[condition]
+    overrides = [*settings, *overrides]  # the condition's own (lr = 0) wins
     store = RunStore(str(run_dir))
     # A fresh run each time (the benchmark measures whole runs); an earlier one is moved aside
     # to <run>.replaced-<time>, as `ireasoner train --overwrite` does, never deleted.
@@ -66,6 +72,10 @@ def train_run(run_dir: Path, condition: str, seed: int, iterations: int) -> RunS
           overrides=[*overrides, f"trainer.seed={seed}", f"schedule.iterations={iterations}",
                      f"storage.run_dir={run_dir}"], resume=False)
     return store
+
+
+def scores(store: RunStore, label: str, split: str) -> dict[str, float]:
+    return held_out_scores(store, label) if split == "held_out" else validation_scores(store, label)
 
 
 def held_out_scores(store: RunStore, label: str) -> dict[str, float]:
@@ -79,6 +89,30 @@ def held_out_scores(store: RunStore, label: str) -> dict[str, float]:
     values = {metric.split(",")[0]: value for metric, value in
               zip(results["metric"].to_list(), results["value"].to_list(), strict=True)}
     return {name: values[name] for name in SCORES}
+
+
+def validation_scores(store: RunStore, label: str) -> dict[str, float]:
+    """The same scores on 128 validation images, by the world model's own sampler (what its
+    warm-up checks): choices such as the lr are made here, so the held-out split is read only
+    for the figures reported."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from ireasoner.data.world import HELD_OUT_SIZE, world_samples
+    from ireasoner.eval.sampled import mean_scores
+    from ireasoner.eval.scheduled import run_checkpoints
+    from ireasoner.model.world import sample_solver
+
+    run = run_checkpoints(store.root)
+    target = {t.label: t for t in run.targets}[label]
+    model = AutoModelForImageTextToText.from_pretrained(run.base_model, dtype=torch.float32)
+    if target.adapter_dir is not None:
+        model = PeftModel.from_pretrained(model, target.adapter_dir).merge_and_unload()
+    processor = AutoProcessor.from_pretrained(run.base_model)
+    score = mean_scores(sample_solver(model, processor, world_samples("validation", HELD_OUT_SIZE)))
+    return {"pass_at_1": score.pass_at_1, "maj_at_5": score.majority_correct,
+            "agreement": score.agreement}
 
 
 def curves(store: RunStore, condition: str, seed: int) -> pl.DataFrame:
@@ -132,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
                         help="default: configs/world.yaml's schedule.iterations")
     parser.add_argument("--conditions", nargs="+", default=list(CONDITIONS),
                         choices=list(CONDITIONS))
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for every run, e.g. optimization.lr=1e-4")
+    parser.add_argument("--split", choices=["held_out", "validation"], default="held_out",
+                        help="validation: score on the validation split (for choosing settings)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     out = Path(args.out)
@@ -142,12 +180,14 @@ def main(argv: list[str] | None = None) -> int:
     for seed in args.seeds:
         for condition in args.conditions:
             t0 = time.perf_counter()
-            store = train_run(out / f"{condition}-seed{seed}", condition, seed, iterations)
+            store = train_run(out / f"{condition}-seed{seed}", condition, seed, iterations,
+                              args.settings)
             trained = time.perf_counter() - t0
             if before is None:  # one warm-up checkpoint: its scores are measured once
-                before = held_out_scores(store, BASE_LABEL)
-            after = held_out_scores(store, store.checkpoints()[-1][1].name)
+                before = scores(store, BASE_LABEL, args.split)
+            after = scores(store, store.checkpoints()[-1][1].name, args.split)
             rows.append({"condition": condition, "seed": seed, "iterations": iterations,
+                         "split": args.split, "settings": " ".join(args.settings),
                          **{f"before_{k}": v for k, v in before.items()},
                          **{f"after_{k}": v for k, v in after.items()},
                          "train_seconds": trained, "seconds": time.perf_counter() - t0})

@@ -431,7 +431,9 @@ def _world(args: argparse.Namespace) -> int:
 
     path = ensure_world_model(args.seed)
     report = read_report(path)
-    print(f"{path}\nwarm-up: kept step {report.steps} of {report.trained_steps} "
+    kept = (f"step {report.steps}" if report.blend == 1.0 else
+            f"{1 - report.blend:g} x step {report.blended_from} + {report.blend:g} x step {report.steps}")
+    print(f"{path}\nwarm-up: kept {kept} of {report.trained_steps} "
           f"({report.stopped}); held-out ({report.held_out_images} images x 5 samples): "
           f"pass@1 {report.held_out_pass_at_1:.3f}, maj@5 {report.held_out_maj_at_5:.3f}, agreement {report.held_out_agreement:.3f}")
     return 0

@@ -13,11 +13,17 @@ remove.
    (`<question>How many red or blue shapes are there?</question>`) and Solver traces (the count
    of each colour, then their sum). Every CHECK_EVERY steps the validation split is sampled;
    the weights kept are those of the check with the largest maj@5 - pass@1 among the checks
-   whose pass@1 reaches WORLD_TARGET_PASS: the Solver's majority right more often than one
-   sample is the room consensus training has. Training stops once validation pass@1 passes
-   STOP_PASS. (Learning is abrupt: in one build validation pass@1 went 0.35 -> 0.55 in 200
-   steps, and a first-check-past-the-target rule kept a model whose held-out maj@5 was below
-   its pass@1.)
+   whose pass@1 lies in VALIDATION_PASS_RANGE: the Solver's majority right more often than one
+   sample is the room consensus training has. Training stops at the first check past that
+   range.
+3. Learning is abrupt: validation pass@1 sits near 0.3 for hundreds of steps, then jumps to
+   about 0.6 within 20 steps, and where the jump lands depends on the CPU (the same seed jumped
+   at step 750 on one machine, 900 on another: float reductions differ), so the check after it
+   can land either side of the band's 0.60. When training stops past the range, the weights
+   between the last two checks are also tried, (1 - a) * before + a * after for a in BLENDS
+   (checkpoint averaging; twenty SFT steps apart the two lie in one basin), and they compete
+   with the checks under the same rule. That puts the kept model inside the band by design,
+   not by where a check happened to fall.
 
 The held-out split's pass@1 and maj@5 are measured once, at the end, and recorded in world.json
 next to the weights (never used to decide anything).
@@ -51,7 +57,7 @@ from ireasoner.model.tiny import build_tiny_model, ensure_built
 from ireasoner.policy.sft import SFTExample, sft_train
 from ireasoner.prompts import proposer_text, render, solver_text, suppressed_token_ids
 
-WORLD_MODEL_VERSION = 2
+WORLD_MODEL_VERSION = 3
 WORLD_NAME = "world"
 REPORT_FILE = "world.json"
 
@@ -64,9 +70,12 @@ WORLD_IVR_PROMPT = ("{question} Describe the counts inside <desc> </desc>, add t
 
 # The band the held-out pass@1 must land in (issue 15), and how the warm-up's weights are chosen.
 PASS_BAND = (0.25, 0.60)
-WORLD_TARGET_PASS = 0.30
+# Validation pass@1 a kept model may have: inside the held-out band with room for the two
+# splits' sampling noise (a kept check read 0.62 on validation and 0.59 held-out in one build,
+# 0.61 and 0.64 in another).
+VALIDATION_PASS_RANGE = (0.30, 0.55)
+BLENDS = (0.25, 0.5, 0.75)
 MIN_MAJORITY_GAIN = 0.05
-STOP_PASS = 0.60  # past the band: later checks have less left to gain
 TRAIN_IMAGES = 512
 VALIDATION_IMAGES = 96
 SAMPLES = 5
@@ -88,7 +97,7 @@ BUILD_THREADS = 2
 @dataclass
 class WorldReport:
     align_loss: float  # the alignment stage's last relative squared error
-    steps: int  # the SFT step whose weights were kept
+    steps: int  # the SFT step whose weights were kept (with blend < 1: the later of two)
     trained_steps: int
     stopped: str  # "best_validation_gain" or "no_eligible_check" (the last weights kept)
     validation_pass_at_1: float
@@ -98,7 +107,10 @@ class WorldReport:
     held_out_agreement: float
     held_out_images: int
     seconds: float
-    history: list[dict]  # every validation check: step, pass@1, maj@5
+    history: list[dict]  # every validation check: step, pass@1, maj@5 (blends: blend, from_step)
+    # Kept weights = (1 - blend) * step blended_from + blend * step `steps`; 1.0: a check itself.
+    blend: float = 1.0
+    blended_from: int | None = None
 
 
 def world_proposer_config() -> ProposerConfig:
@@ -218,8 +230,8 @@ def align_vision(model, processor, samples: list[WorldSample], steps: int = ALIG
 
 
 def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
-                  target_pass: float = WORLD_TARGET_PASS, max_steps: int = MAX_STEPS,
-                  log=print) -> WorldReport:
+                  pass_range: tuple[float, float] = VALIDATION_PASS_RANGE,
+                  max_steps: int = MAX_STEPS, log=print) -> WorldReport:
     """Align the random checkpoint's vision tower, then SFT its language model on the world's
     train split, keeping the weights chosen on the validation split; save the model, its processor and
     world.json to `out_dir`."""
@@ -235,30 +247,44 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     examples = warmup_examples(processor, train, seed)
     validation = world_samples("validation", VALIDATION_IMAGES, seed)
     history: list[dict] = []
-    best: dict = {}  # the eligible check with the largest maj@5 - pass@1, and its weights
+    best: dict = {}  # the eligible candidate with the largest maj@5 - pass@1, and its weights
+    checked: list[dict] = []  # the last two checks' weights: the jump lies between them
+
+    def consider(record: dict) -> None:
+        history.append(record)
+        if eligible(record, pass_range) and gain(record) > best.get("gain", -1.0):
+            best.update(gain=gain(record), record=record, state=weights(model))
+
+    def validate(**at) -> dict:
+        score = mean_scores(sample_solver(model, processor, validation, seed=seed))
+        record = {**at, "pass_at_1": score.pass_at_1, "maj_at_5": score.majority_correct}
+        consider(record)
+        log(f"world warm-up {at}: validation pass@1 {score.pass_at_1:.3f} "
+            f"maj@5 {score.majority_correct:.3f}")
+        return record
 
     def check(step: int) -> bool:
         if step % CHECK_EVERY or step < FIRST_CHECK:
             return False
-        score = mean_scores(sample_solver(model, processor, validation, seed=seed))
-        history.append({"step": step, "pass_at_1": score.pass_at_1,
-                        "maj_at_5": score.majority_correct})
-        log(f"world warm-up step {step}: validation pass@1 {score.pass_at_1:.3f} "
-            f"maj@5 {score.majority_correct:.3f}")
-        if eligible(history[-1], target_pass) and gain(history[-1]) > best.get("gain", -1.0):
-            best.update(gain=gain(history[-1]), check=history[-1],
-                        state={k: v.clone() for k, v in model.state_dict().items()})
-        return score.pass_at_1 > STOP_PASS
+        record = validate(step=step)
+        checked[:] = [*checked[-1:], {"record": record, "state": weights(model)}]
+        return record["pass_at_1"] > pass_range[1]
 
     stats = sft_train(model, processor, examples, steps=max_steps, lr=WARMUP_LR,
                       batch_size=WARMUP_BATCH, micro_batch_size=WARMUP_BATCH, seed=seed,
                       precision="float32", stop=check)
+    if len(checked) == 2 and checked[-1]["record"]["pass_at_1"] > pass_range[1]:
+        before, after = checked
+        for blend in BLENDS:
+            model.load_state_dict(blended(before["state"], after["state"], blend))
+            validate(step=after["record"]["step"], blend=blend, from_step=before["record"]["step"])
     if best:
         model.load_state_dict(best["state"])
-        chosen, stopped = best["check"], "best_validation_gain"
+        chosen, stopped = best["record"], "best_validation_gain"
     else:
-        chosen, stopped = history[-1], "no_eligible_check"
-    log(f"world warm-up: kept step {chosen['step']} of {stats.steps} ({stopped})")
+        model.load_state_dict(checked[-1]["state"])
+        chosen, stopped = checked[-1]["record"], "no_eligible_check"
+    log(f"world warm-up: kept {chosen} of {stats.steps} steps ({stopped})")
     model.eval()
     held_out = mean_scores(sample_solver(model, processor,
                                          world_samples("held_out", HELD_OUT_SIZE, seed),
@@ -269,6 +295,7 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
         held_out_pass_at_1=held_out.pass_at_1, held_out_maj_at_5=held_out.majority_correct,
         held_out_agreement=held_out.agreement, held_out_images=HELD_OUT_SIZE,
         seconds=time.perf_counter() - started, history=history,
+        blend=chosen.get("blend", 1.0), blended_from=chosen.get("from_step"),
     )
     model.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
@@ -276,13 +303,24 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     return report
 
 
+def weights(model) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def blended(before: dict[str, torch.Tensor], after: dict[str, torch.Tensor],
+            blend: float) -> dict[str, torch.Tensor]:
+    return {k: torch.lerp(before[k], after[k], blend) if after[k].is_floating_point()
+            else after[k] for k in after}
+
+
 def gain(check: dict) -> float:
     return check["maj_at_5"] - check["pass_at_1"]
 
 
-def eligible(check: dict, target_pass: float) -> bool:
+def eligible(check: dict, pass_range: tuple[float, float]) -> bool:
     # A mean of means is inexact: 0.25 may arrive as 0.2499999...
-    return (check["pass_at_1"] >= target_pass - 1e-9
+    low, high = pass_range
+    return (low - 1e-9 <= check["pass_at_1"] <= high + 1e-9
             and gain(check) >= MIN_MAJORITY_GAIN - 1e-9)
 
 
