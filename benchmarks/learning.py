@@ -30,6 +30,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import polars as pl
@@ -55,11 +56,12 @@ CONDITIONS: dict[str, tuple[list[str], list[str]]] = {  # name: (config overlays
     "lr0": ([], ["optimization.lr=0"]),
 }
 SCORES = ("pass_at_1", "maj_at_5", "agreement")
+VALIDATION_IMAGES = 128  # as many as the held-out task has
 CURVES = ("group_fraction", "r_step_positive", "r_step", "kl", "beta")
 
 
 def train_run(run_dir: Path, condition: str, seed: int, iterations: int,
-              settings: list[str] = ()) -> RunStore:
+              settings: Sequence[str] = ()) -> RunStore:
     from flows.train import train
 
     overlays, overrides = CONDITIONS[condition]
@@ -92,14 +94,14 @@ def held_out_scores(store: RunStore, label: str) -> dict[str, float]:
 
 
 def validation_scores(store: RunStore, label: str) -> dict[str, float]:
-    """The same scores on 128 validation images, by the world model's own sampler (what its
+    """The same scores on VALIDATION_IMAGES validation images, by the world model's own sampler (what its
     warm-up checks): choices such as the lr are made here, so the held-out split is read only
     for the figures reported."""
     import torch
     from peft import PeftModel
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from ireasoner.data.world import HELD_OUT_SIZE, world_samples
+    from ireasoner.data.world import world_samples
     from ireasoner.eval.sampled import mean_scores
     from ireasoner.eval.scheduled import run_checkpoints
     from ireasoner.model.world import sample_solver
@@ -110,7 +112,7 @@ def validation_scores(store: RunStore, label: str) -> dict[str, float]:
     if target.adapter_dir is not None:
         model = PeftModel.from_pretrained(model, target.adapter_dir).merge_and_unload()
     processor = AutoProcessor.from_pretrained(run.base_model)
-    score = mean_scores(sample_solver(model, processor, world_samples("validation", HELD_OUT_SIZE)))
+    score = mean_scores(sample_solver(model, processor, world_samples("validation", VALIDATION_IMAGES)))
     return {"pass_at_1": score.pass_at_1, "maj_at_5": score.majority_correct,
             "agreement": score.agreement}
 

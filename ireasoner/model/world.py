@@ -21,7 +21,7 @@ remove.
    at step 750 on one machine, 900 on another: float reductions differ), so the check after it
    can land either side of the band's 0.60. When training stops past the range, the weights
    between the last two checks are also tried, (1 - a) * before + a * after for a in BLENDS
-   (checkpoint averaging; twenty SFT steps apart the two lie in one basin), and they compete
+   (checkpoint averaging; CHECK_EVERY SFT steps apart the two lie in one basin), and they compete
    with the checks under the same rule. That puts the kept model inside the band by design,
    not by where a check happened to fall.
 
