@@ -18,6 +18,10 @@ from ireasoner.prompts import render, solver_text, suppressed_token_ids
 SAMPLE = SamplingSpec(n=4, temperature=1.0, top_p=1.0, max_new_tokens=16)
 GREEDY = SamplingSpec(n=3, temperature=0.0, top_p=1.0, max_new_tokens=12)
 SOLVER_REF = AdapterRef(SOLVER)
+# One request's log-probs from a left-padded batch and from itself alone go through other
+# kernels: float32 rounding, up to 2.4e-4 apart on an AVX-512 CPU (2026-12-06; 1e-4 held on the
+# CPU before). A padding, position or adapter mistake moves them by far more.
+LOGPROB_ATOL = 1e-3
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +84,8 @@ def assert_same_completions(first: list[list], second: list[list]) -> None:
         [[c.finish_reason for c in batch] for batch in second]
     for a, b in zip((c for batch in first for c in batch), (c for batch in second for c in batch),
                     strict=True):
-        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs), atol=1e-4)
+        assert torch.allclose(torch.tensor(a.logprobs), torch.tensor(b.logprobs),
+                              atol=LOGPROB_ATOL)
 
 
 def test_prompts_of_one_batch_differ_in_length(backbone, mixed_requests):
@@ -158,7 +163,8 @@ def test_logprobs_equal_the_policys_recomputed_logprobs(engine, policy, backbone
             )
         for row, completion in enumerate(completions):
             recomputed = scored.logprobs[row, : completion.num_tokens]
-            assert torch.allclose(recomputed, torch.tensor(completion.logprobs), atol=1e-4)
+            assert torch.allclose(recomputed, torch.tensor(completion.logprobs),
+                                  atol=LOGPROB_ATOL)
 
 
 def test_no_adapter_samples_the_base_model(engine, requests):
