@@ -12,7 +12,6 @@ from pathlib import Path
 import polars as pl
 import pyarrow.parquet as pq
 import pytest
-from safetensors.numpy import load_file
 
 from flows.cli import main
 from ireasoner.inspect.queries import NotInRun
@@ -129,12 +128,18 @@ def test_a_v1_run_resumes_with_only_its_run_directory_and_a_longer_schedule(
 
 
 @pytest.mark.slow
-def test_the_restructured_code_scores_and_updates_the_v1_run_again_exactly(tmp_path,
+def test_the_restructured_code_scores_the_v1_run_again_exactly(tmp_path,
                                                                           tiny_model_path):
-    """From a v1 run's own questions and rollouts, the new code scores and updates as the v1
-    code did (its legacy values included): same steps, rewards, groups, advantages, adapters.
-    Sampling is not compared: the transformers engine draws each sequence from its own seeded
-    stream since 7cf0b39, so the same seed samples other tokens than v1 did."""
+    """From a v1 run's own questions and rollouts, the new code scores as the v1 code did (its
+    legacy values included) and feeds the update the same rewards, baselines and advantages:
+    steps, rewards and groups bit for bit. Sampling is not compared: the transformers engine
+    draws each sequence from its own seeded stream since 7cf0b39. Nor is what the update made
+    of them: the adapters and losses were bitwise equal on the CPU that wrote the fixture, but
+    another CPU's float32 kernels round differently and AdamW's sign-like first steps amplify
+    that (AVX-512 box, 2026-12-06: a quarter of the Solver's LoRA B entries flipped sign and
+    iteration 2's loss read 1.614 against 1.488). The update's math is pinned by the per-rollout
+    reference test (tests/policy/test_update.py) and its determinism by the kill -9 + resume
+    tests."""
     legacy = _copy("ireasoner", tmp_path / "legacy")
     assert main(["migrate", str(legacy)]) == 0
     redo = tmp_path / "redo"
@@ -158,10 +163,6 @@ def test_the_restructured_code_scores_and_updates_the_v1_run_again_exactly(tmp_p
     # v1 stored r - b, so the migration's b = r - (r - b) may differ in the last bit.
     for column in ("advantage", "baseline"):
         assert ((theirs[column] - theirs[f"{column}_new"]).abs() < 1e-15).all(), column
-    for role in ("solver", "proposer"):
-        name = f"checkpoints/iter-000002/adapters/{role}/adapter_model.safetensors"
-        ours, theirs = load_file(str(redo / name)), load_file(str(legacy / name))
-        assert all((ours[k] == theirs[k]).all() for k in theirs), role
 
 
 def test_a_run_from_a_newer_version_is_refused(tmp_path):
