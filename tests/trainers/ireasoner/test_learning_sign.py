@@ -24,8 +24,8 @@ from storage import RunStore
 REPO = Path(__file__).resolve().parents[3]
 WORLD = str(REPO / "configs" / "world.yaml")
 ITERATIONS = 3
-# lr 2e-4 (10x configs/world.yaml's): three iterations must move the log-probs well clear of
-# zero for the sign to be read; with the advantage's sign flipped the same run lowers them.
+# lr 2e-4 (10x configs/world.yaml's): three iterations must move the log-probs far enough
+# apart for the sign to be read.
 SIGN_RUN = [f"schedule.iterations={ITERATIONS}", "optimization.lr=2e-4", "schedule.images_per_iteration=3",
             "proposer.update_every=100", "rewards.warmup_fraction=0",
             "rewards.ramp_fraction=0.34", "data.synthetic_count=16"]
@@ -60,7 +60,7 @@ def mean_token_logprob(model, processor, rows: pl.DataFrame, images, cfg) -> tor
     return torch.cat(values)
 
 
-def test_a_few_world_iterations_raise_the_dominant_answers_logprob(tmp_path, training_cli):
+def test_a_few_world_iterations_move_the_solver_toward_the_dominant_answers(tmp_path, training_cli):
     run = tmp_path / "run"
     training_cli.finish(training_cli.start(WORLD, [*SIGN_RUN, f"storage.run_dir={run}"]))
     store = RunStore(run)
