@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up the environment and runs the embedded default on the miniature world: the world
-# model (the tiny Qwen2.5-VL warmed up to count coloured shapes, right a little more than half
+# model (the tiny Qwen2.5-VL warmed up to count coloured shapes, right about half
 # the time; built offline and cached the first time) trains label-free from its own agreement for
 # a few iterations on the CPU, with Prefect in-process (no server). It prints the last iteration's
 # first question (answers, step similarities, rewards) and the agreement before and after.

@@ -1,6 +1,6 @@
 """The world model: the tiny Qwen2.5-VL (same architecture, building and loading code) with a
 tokenizer learnt from the miniature world's texts, warmed up on the world's train split in two
-stages until it counts right a little more than half the time, with noise a majority vote can
+stages until it counts right about half the time, with noise a majority vote can
 remove.
 
 1. Alignment (LLaVA's first stage in miniature): the vision tower and merger learn to put each
