@@ -250,15 +250,13 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     best: dict = {}  # the eligible candidate with the largest maj@5 - pass@1, and its weights
     checked: list[dict] = []  # the last two checks' weights: the jump lies between them
 
-    def consider(record: dict) -> None:
-        history.append(record)
-        if eligible(record, pass_range) and gain(record) > best.get("gain", -1.0):
-            best.update(gain=gain(record), record=record, state=weights(model))
-
-    def validate(**at) -> dict:
+    def validate(state: dict[str, torch.Tensor], **at) -> dict:
+        """Score the model, which holds `state` (a copy, kept if this candidate is the best)."""
         score = mean_scores(sample_solver(model, processor, validation, seed=seed))
         record = {**at, "pass_at_1": score.pass_at_1, "maj_at_5": score.majority_correct}
-        consider(record)
+        history.append(record)
+        if eligible(record, pass_range) and gain(record) > best.get("gain", -1.0):
+            best.update(gain=gain(record), record=record, state=state)
         log(f"world warm-up {at}: validation pass@1 {score.pass_at_1:.3f} "
             f"maj@5 {score.majority_correct:.3f}")
         return record
@@ -266,8 +264,9 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     def check(step: int) -> bool:
         if step % CHECK_EVERY or step < FIRST_CHECK:
             return False
-        record = validate(step=step)
-        checked[:] = [*checked[-1:], {"record": record, "state": weights(model)}]
+        state = weights(model)
+        record = validate(state, step=step)
+        checked[:] = [*checked[-1:], {"record": record, "state": state}]
         return record["pass_at_1"] > pass_range[1]
 
     stats = sft_train(model, processor, examples, steps=max_steps, lr=WARMUP_LR,
@@ -276,8 +275,10 @@ def warm_up_world(random_dir: Path, out_dir: Path, seed: int = 0,
     if len(checked) == 2 and checked[-1]["record"]["pass_at_1"] > pass_range[1]:
         before, after = checked
         for blend in BLENDS:
-            model.load_state_dict(blended(before["state"], after["state"], blend))
-            validate(step=after["record"]["step"], blend=blend, from_step=before["record"]["step"])
+            state = blended(before["state"], after["state"], blend)
+            model.load_state_dict(state)
+            validate(state, step=after["record"]["step"], blend=blend,
+                     from_step=before["record"]["step"])
     if best:
         model.load_state_dict(best["state"])
         chosen, stopped = best["record"], "best_validation_gain"
